@@ -1,0 +1,84 @@
+//! Command-line flags. Every flag is also read from `SCONCE_<FLAG>`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+/// The model formats described in `docs/model-format.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// A dense feed-forward network (`config.json` + `model.safetensors`).
+    Sequential,
+    /// A sentence-transformers BERT directory.
+    Bert,
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Sequential => "sequential",
+            Format::Bert => "bert",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "sconce-server", version, about = "Sconce's candle inference server")]
+pub struct Args {
+    /// Directory holding the model (see docs/model-format.md).
+    #[arg(long, env = "SCONCE_MODEL_DIR", conflicts_with = "model_uri", required_unless_present = "model_uri")]
+    pub model_dir: Option<PathBuf>,
+
+    /// Where to fetch the model directory from: file://, http:// or https:// (a directory prefix).
+    #[arg(long, env = "SCONCE_MODEL_URI")]
+    pub model_uri: Option<String>,
+
+    /// Expected sha256 (hex) of the fetched `model.safetensors`; a mismatch refuses to start.
+    #[arg(long, env = "SCONCE_MODEL_SHA256", requires = "model_uri")]
+    pub model_sha256: Option<String>,
+
+    /// Cache directory for fetched models.
+    #[arg(long, env = "SCONCE_CACHE_DIR", default_value = "/tmp/sconce-cache")]
+    pub cache_dir: PathBuf,
+
+    /// Model format.
+    #[arg(long, env = "SCONCE_FORMAT", value_enum)]
+    pub format: Format,
+
+    /// Name the model is served under.
+    #[arg(long, env = "SCONCE_MODEL_NAME")]
+    pub model_name: String,
+
+    /// Version reported for the model (default: config.json `version`, else "1").
+    #[arg(long, env = "SCONCE_MODEL_VERSION")]
+    pub model_version: Option<String>,
+
+    /// Address to bind.
+    #[arg(long, env = "SCONCE_HOST", default_value = "0.0.0.0")]
+    pub host: String,
+
+    /// Port to bind (0 picks a free one; the `listening on` log line tells which).
+    #[arg(long, env = "SCONCE_PORT", default_value_t = 8080)]
+    pub port: u16,
+
+    /// Most examples (rows / sentences) the model thread runs in one batch.
+    #[arg(long, env = "SCONCE_MAX_BATCH_SIZE", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_batch_size: u32,
+
+    /// How long the model thread waits for more requests to fill a batch.
+    #[arg(long, env = "SCONCE_MAX_BATCH_DELAY_MS", default_value_t = 0)]
+    pub max_batch_delay_ms: u64,
+
+    /// Inference requests admitted at once; more get 429.
+    #[arg(long, env = "SCONCE_MAX_CONCURRENCY", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrency: u32,
+
+    /// Largest accepted request body; larger gets 413.
+    #[arg(long, env = "SCONCE_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// File holding a bearer token; when set, every route but health and metrics needs it.
+    #[arg(long, env = "SCONCE_API_KEY_FILE")]
+    pub api_key_file: Option<PathBuf>,
+
+}

@@ -1,0 +1,162 @@
+//! The loop on the model thread.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::mpsc::Receiver;
+use std::time::Instant;
+
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+
+use super::{BatchConfig, Input, Job, Output};
+use crate::model::Model;
+
+pub(super) struct Batcher {
+    pub model: Model,
+    pub cfg: BatchConfig,
+    pub rx: Receiver<Job>,
+    pub depth: Gauge,
+    pub batch_size: Histogram,
+    pub batch_duration: Histogram,
+}
+
+impl Batcher {
+    pub fn run(self) {
+        let mut carry: Option<Job> = None;
+        loop {
+            let first = match carry.take() {
+                Some(job) => job,
+                None => match self.rx.recv() {
+                    Ok(job) => {
+                        self.depth.dec();
+                        job
+                    }
+                    Err(_) => break,
+                },
+            };
+            let mut rows = first.input.rows();
+            let mut batch = vec![first];
+            let deadline = Instant::now() + self.cfg.max_batch_delay;
+            while rows < self.cfg.max_batch_size {
+                let next = if self.cfg.max_batch_delay.is_zero() {
+                    self.rx.try_recv().ok()
+                } else {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    self.rx.recv_timeout(left).ok()
+                };
+                let Some(job) = next else { break };
+                self.depth.dec();
+                let n = job.input.rows();
+                if rows + n > self.cfg.max_batch_size {
+                    carry = Some(job);
+                    break;
+                }
+                rows += n;
+                batch.push(job);
+            }
+            self.batch_size.observe(rows as f64);
+            let started = Instant::now();
+            self.run_batch(batch, rows);
+            self.batch_duration
+                .observe(started.elapsed().as_secs_f64());
+        }
+        tracing::debug!("model thread stopped");
+    }
+
+    fn run_batch(&self, batch: Vec<Job>, rows: usize) {
+        let mut jobs = Vec::with_capacity(batch.len());
+        let result = catch_unwind(AssertUnwindSafe(|| self.compute(batch, rows, &mut jobs)));
+        let outputs = match result {
+            Ok(Ok(outputs)) => outputs,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "batch failed");
+                for reply in jobs {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+                return;
+            }
+            Err(_) => {
+                tracing::error!("model panicked on a batch");
+                for reply in jobs {
+                    let _ = reply.send(Err("model panicked".to_string()));
+                }
+                return;
+            }
+        };
+        for (reply, out) in jobs.into_iter().zip(outputs) {
+            let _ = reply.send(out);
+        }
+    }
+
+    /// Runs the batch; moves the reply channels into `replies` in job order.
+    #[allow(clippy::type_complexity)]
+    fn compute(
+        &self,
+        batch: Vec<Job>,
+        rows: usize,
+        replies: &mut Vec<tokio::sync::oneshot::Sender<Result<Output, String>>>,
+    ) -> anyhow::Result<Vec<Result<Output, String>>> {
+        let mut inputs = Vec::with_capacity(batch.len());
+        for job in batch {
+            replies.push(job.reply);
+            inputs.push(job.input);
+        }
+        match &self.model {
+            Model::Sequential(m) => {
+                let width = m.input_size();
+                let cols = m.output_size();
+                let mut counts = Vec::with_capacity(inputs.len());
+                let merged = if inputs.len() == 1 {
+                    match inputs.pop() {
+                        Some(Input::Dense { data, rows }) => {
+                            counts.push(rows);
+                            data
+                        }
+                        _ => anyhow::bail!("this model takes numeric input"),
+                    }
+                } else {
+                    let mut merged = Vec::with_capacity(rows * width);
+                    for input in inputs {
+                        let Input::Dense { data, rows } = input else {
+                            anyhow::bail!("this model takes numeric input");
+                        };
+                        counts.push(rows);
+                        merged.extend_from_slice(&data);
+                    }
+                    merged
+                };
+                anyhow::ensure!(merged.len() == rows * width, "batch has the wrong size");
+                let out = m.forward(merged, rows)?;
+                let mut results = Vec::with_capacity(counts.len());
+                let mut offset = 0;
+                for n in counts {
+                    let data = out[offset * cols..(offset + n) * cols].to_vec();
+                    offset += n;
+                    results.push(Ok(Output::Dense { data, cols }));
+                }
+                Ok(results)
+            }
+            Model::Bert(m) => {
+                let dim = m.hidden_size();
+                let mut counts = Vec::with_capacity(inputs.len());
+                let mut texts: Vec<&str> = Vec::with_capacity(rows);
+                for input in &inputs {
+                    let Input::Text(t) = input else {
+                        anyhow::bail!("this model takes text input");
+                    };
+                    counts.push(t.len());
+                    texts.extend(t.iter().map(String::as_str));
+                }
+                let emb = m.embed(&texts)?;
+                let mut results = Vec::with_capacity(counts.len());
+                let mut offset = 0;
+                for n in counts {
+                    let data = emb.data[offset * dim..(offset + n) * dim].to_vec();
+                    let tokens = emb.tokens[offset..offset + n].to_vec();
+                    offset += n;
+                    results.push(Ok(Output::Embeddings { data, dim, tokens }));
+                }
+                Ok(results)
+            }
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! The model thread: a bounded queue feeds one OS thread that merges queued jobs into batches.
+//! Candle never runs on tokio workers.
+
+mod batcher;
+
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::time::Duration;
+
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::sync::oneshot;
+
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::model::Model;
+
+/// Work for the model.
+#[derive(Debug)]
+pub enum Input {
+    /// `rows` examples, row-major.
+    Dense { data: Vec<f32>, rows: usize },
+    /// Sentences to embed.
+    Text(Vec<String>),
+}
+
+impl Input {
+    fn rows(&self) -> usize {
+        match self {
+            Input::Dense { rows, .. } => *rows,
+            Input::Text(t) => t.len(),
+        }
+    }
+}
+
+/// The model's answer to one job.
+#[derive(Debug)]
+pub enum Output {
+    /// `rows * cols` values, row-major.
+    Dense { data: Vec<f32>, cols: usize },
+    /// One embedding of `dim` values per sentence, and its token count.
+    Embeddings {
+        data: Vec<f32>,
+        dim: usize,
+        tokens: Vec<usize>,
+    },
+}
+
+struct Job {
+    input: Input,
+    reply: oneshot::Sender<Result<Output, String>>,
+}
+
+/// Batching limits.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchConfig {
+    pub max_batch_size: usize,
+    pub max_batch_delay: Duration,
+    pub queue_capacity: usize,
+}
+
+/// Handle to the model thread. Dropping it (all clones of the sender) stops the thread once
+/// the queue is drained.
+pub struct Engine {
+    tx: SyncSender<Job>,
+    depth: Gauge,
+}
+
+impl Engine {
+    pub fn start(model: Model, cfg: BatchConfig, metrics: &Metrics) -> std::io::Result<Self> {
+        let (tx, rx) = sync_channel(cfg.queue_capacity.max(1));
+        let depth = metrics.queue_depth();
+        let worker = batcher::Batcher {
+            model,
+            cfg,
+            rx,
+            depth: depth.clone(),
+            batch_size: metrics.batch_size(),
+            batch_duration: metrics.batch_duration(),
+        };
+        std::thread::Builder::new()
+            .name("sconce-model".into())
+            .spawn(move || worker.run())?;
+        Ok(Engine { tx, depth })
+    }
+
+    /// Queues `input` and waits for the model's answer without blocking the runtime.
+    pub async fn infer(&self, input: Input) -> Result<Output, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.depth.inc();
+        match self.tx.try_send(Job { input, reply }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.depth.dec();
+                return Err(ApiError::Overloaded("model queue is full"));
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                self.depth.dec();
+                return Err(ApiError::Inference("model thread has stopped".into()));
+            }
+        }
+        match answer.await {
+            Ok(Ok(out)) => Ok(out),
+            Ok(Err(e)) => Err(ApiError::Inference(e)),
+            Err(_) => Err(ApiError::Inference("model thread dropped the request".into())),
+        }
+    }
+}

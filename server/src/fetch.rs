@@ -1,0 +1,178 @@
+//! `--model-uri`: fetch a model directory into the cache dir, checking `model.safetensors`
+//! against `--model-sha256`.
+//!
+//! The URI names the model *directory*: `file:///models/mlp` or `https://host/models/mlp`.
+//! The files the format needs are fetched from below it (`<uri>/config.json`, ...).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use crate::cli::Format;
+
+/// Files of a format: (relative path, required).
+fn files(format: Format) -> &'static [(&'static str, bool)] {
+    match format {
+        Format::Sequential => &[("config.json", true), ("model.safetensors", true)],
+        Format::Bert => &[
+            ("config.json", true),
+            ("model.safetensors", true),
+            ("tokenizer.json", true),
+            ("1_Pooling/config.json", true),
+            ("modules.json", false),
+            ("sentence_bert_config.json", false),
+        ],
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// sha256 of a file, hex.
+pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
+    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex(&h.finalize()))
+}
+
+/// Fetches the model at `uri` into `cache_dir` and returns the local directory.
+pub async fn fetch(
+    uri: &str,
+    format: Format,
+    cache_dir: &Path,
+    expected_sha256: Option<&str>,
+) -> anyhow::Result<PathBuf> {
+    let expected = expected_sha256.map(|s| s.trim().to_ascii_lowercase());
+    if let Some(e) = &expected
+        && (e.len() != 64 || !e.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        bail!("--model-sha256 must be 64 hex digits");
+    }
+    let key = hex(&Sha256::digest(uri.as_bytes()));
+    let dest = cache_dir.join(&key[..16]);
+    let marker = dest.join(".complete");
+    let weights = dest.join("model.safetensors");
+    if marker.exists() {
+        match &expected {
+            Some(e) if !verify(&weights, e).await? => {
+                tracing::warn!(dir = %dest.display(), "cached model does not match the sha256; fetching again");
+            }
+            _ => {
+                tracing::info!(dir = %dest.display(), "using cached model");
+                return Ok(dest);
+            }
+        }
+    }
+    tokio::fs::create_dir_all(&dest)
+        .await
+        .with_context(|| format!("creating {}", dest.display()))?;
+    let _ = tokio::fs::remove_file(&marker).await;
+    let base = uri.trim_end_matches('/');
+    let client = reqwest::Client::new();
+    for (rel, required) in files(format) {
+        let target = dest.join(rel);
+        if let Some(parent) = target.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        let part = target.with_extension("part");
+        let found = if let Some(path) = base.strip_prefix("file://") {
+            copy_file(&Path::new(path).join(rel), &part).await?
+        } else if base.starts_with("http://") || base.starts_with("https://") {
+            download(&client, &format!("{base}/{rel}"), &part).await?
+        } else if base.starts_with("s3://") {
+            bail!("s3:// model URIs are not supported yet; use file:// or http(s)://");
+        } else {
+            bail!("unsupported model URI {uri:?}: use file:// or http(s)://");
+        };
+        if found {
+            tokio::fs::rename(&part, &target).await?;
+        } else if *required {
+            bail!("{base}/{rel} not found");
+        }
+    }
+    if let Some(e) = &expected
+        && !verify(&weights, e).await?
+    {
+        let _ = tokio::fs::remove_file(&weights).await;
+        bail!("sha256 mismatch for {uri}/model.safetensors: expected {e}; refusing to start");
+    }
+    tokio::fs::write(&marker, b"").await?;
+    tracing::info!(uri, dir = %dest.display(), "model fetched");
+    Ok(dest)
+}
+
+async fn verify(path: &Path, expected: &str) -> anyhow::Result<bool> {
+    let p = path.to_path_buf();
+    let actual = tokio::task::spawn_blocking(move || sha256_file(&p)).await??;
+    if actual != expected {
+        tracing::error!(file = %path.display(), expected, actual, "sha256 mismatch");
+    }
+    Ok(actual == expected)
+}
+
+async fn copy_file(src: &Path, dst: &Path) -> anyhow::Result<bool> {
+    if !src.exists() {
+        return Ok(false);
+    }
+    let bytes = tokio::fs::copy(src, dst)
+        .await
+        .with_context(|| format!("copying {}", src.display()))?;
+    tracing::info!(src = %src.display(), bytes, "copied");
+    Ok(true)
+}
+
+async fn download(client: &reqwest::Client, url: &str, dst: &Path) -> anyhow::Result<bool> {
+    let mut resp = client
+        .get(url)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
+    if resp.status() == reqwest::StatusCode::NOT_FOUND {
+        return Ok(false);
+    }
+    if !resp.status().is_success() {
+        bail!("GET {url}: HTTP {}", resp.status());
+    }
+    let total = resp.content_length();
+    let mut file = tokio::fs::File::create(dst)
+        .await
+        .with_context(|| format!("creating {}", dst.display()))?;
+    let mut done: u64 = 0;
+    let mut next_report: u64 = 0;
+    while let Some(chunk) = resp.chunk().await.with_context(|| format!("reading {url}"))? {
+        file.write_all(&chunk).await?;
+        done += chunk.len() as u64;
+        if done >= next_report {
+            match total {
+                Some(t) if t > 0 => {
+                    tracing::info!(url, bytes = done, total = t, percent = done * 100 / t, "downloading");
+                    next_report = done + t / 10;
+                }
+                _ => {
+                    tracing::info!(url, bytes = done, "downloading");
+                    next_report = done + (16 << 20);
+                }
+            }
+        }
+    }
+    file.flush().await?;
+    if let Some(t) = total
+        && t != done
+    {
+        bail!("GET {url}: got {done} of {t} bytes");
+    }
+    tracing::info!(url, bytes = done, "downloaded");
+    Ok(true)
+}

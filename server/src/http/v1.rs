@@ -1,0 +1,174 @@
+//! TF-Serving style V1: `POST /v1/models/{name}[/versions/{v}]:predict`, `GET /v1/models/{name}`.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::rows::Rows;
+use super::tensor::{TensorData, Values};
+use super::v2::texts;
+use super::{SharedState, body, parse_json};
+use crate::cli::Format;
+use crate::engine::{Input, Output};
+use crate::error::ApiError;
+use crate::model::ModelInfo;
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Columnar {
+    Named(HashMap<String, TensorData>),
+    Tensor(TensorData),
+}
+
+#[derive(Deserialize)]
+struct PredictRequest {
+    #[serde(default)]
+    instances: Option<TensorData>,
+    #[serde(default)]
+    inputs: Option<Columnar>,
+}
+
+#[derive(Serialize)]
+struct Predictions<'a> {
+    predictions: Rows<'a>,
+}
+
+#[derive(Serialize)]
+struct Outputs<'a> {
+    outputs: Rows<'a>,
+}
+
+fn strip_verb(segment: &str) -> Result<&str, ApiError> {
+    match segment.rsplit_once(':') {
+        Some((name, "predict")) => Ok(name),
+        Some((_, verb)) => Err(ApiError::NotFound(format!("unsupported verb :{verb}"))),
+        None => Err(ApiError::MethodNotAllowed),
+    }
+}
+
+pub async fn predict(
+    State(s): State<SharedState>,
+    Path(segment): Path<String>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let name = strip_verb(&segment)?;
+    let raw = body(&s, raw)?;
+    run_predict(&s, name, None, &raw).await
+}
+
+pub async fn predict_version(
+    State(s): State<SharedState>,
+    Path((name, segment)): Path<(String, String)>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let version = strip_verb(&segment)?;
+    let raw = body(&s, raw)?;
+    run_predict(&s, &name, Some(version), &raw).await
+}
+
+fn to_input(t: TensorData, info: &ModelInfo, key: &str) -> Result<Input, ApiError> {
+    match (info.format, t.values) {
+        (Format::Sequential, Values::Num(data)) => {
+            if t.shape.len() != 2 || t.shape[1] != info.input_size {
+                return Err(ApiError::bad(format!(
+                    "{key} must be a list of examples of {} numbers each (got shape {:?})",
+                    info.input_size, t.shape
+                )));
+            }
+            if t.shape[0] == 0 {
+                return Err(ApiError::bad(format!("{key} is empty")));
+            }
+            Ok(Input::Dense {
+                data,
+                rows: t.shape[0],
+            })
+        }
+        (Format::Bert, Values::Bytes(items)) if t.shape.len() == 1 => texts(items).map(Input::Text),
+        (Format::Sequential, _) => Err(ApiError::bad(format!("{key} must hold numbers"))),
+        (Format::Bert, _) => Err(ApiError::bad(format!("{key} must be a list of strings"))),
+    }
+}
+
+async fn run_predict(
+    state: &SharedState,
+    name: &str,
+    version: Option<&str>,
+    raw: &[u8],
+) -> Result<Response, ApiError> {
+    let loaded = state.model(name, version)?;
+    let info = &loaded.info;
+    let req: PredictRequest = parse_json(raw)?;
+    let (input, columnar) = match (req.instances, req.inputs) {
+        (Some(t), None) => (to_input(t, info, "instances")?, false),
+        (None, Some(Columnar::Tensor(t))) => (to_input(t, info, "inputs")?, true),
+        (None, Some(Columnar::Named(mut map))) => {
+            let key = match info.format {
+                Format::Sequential => "input",
+                Format::Bert => "text",
+            };
+            if map.len() != 1 {
+                return Err(ApiError::bad(format!("inputs must have exactly one key, {key:?}")));
+            }
+            let t = map
+                .remove(key)
+                .ok_or_else(|| ApiError::bad(format!("inputs must have the key {key:?}")))?;
+            (to_input(t, info, "inputs")?, true)
+        }
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad("give either instances or inputs, not both"));
+        }
+        (None, None) => return Err(ApiError::bad("body needs instances or inputs")),
+    };
+    let (data, cols) = match loaded.engine.infer(input).await? {
+        Output::Dense { data, cols } => (data, cols),
+        Output::Embeddings { data, dim, .. } => (data, dim),
+    };
+    let rows = Rows { data: &data, cols };
+    Ok(if columnar {
+        Json(Outputs { outputs: rows }).into_response()
+    } else {
+        Json(Predictions { predictions: rows }).into_response()
+    })
+}
+
+fn status_body(state: &SharedState, name: &str, version: Option<&str>) -> Result<Response, ApiError> {
+    if name != state.model_name {
+        return Err(ApiError::NotFound(format!("unknown model {name}")));
+    }
+    let Some(loaded) = state.loaded.get() else {
+        return Ok(Json(json!({"model_version_status": [{
+            "version": version.unwrap_or(""), "state": "LOADING",
+            "status": {"error_code": "UNAVAILABLE", "error_message": "model is loading"}}]}))
+        .into_response());
+    };
+    let loaded_version = loaded.info.version.as_str();
+    if let Some(v) = version
+        && v != loaded_version
+    {
+        return Err(ApiError::NotFound(format!("model {name} has no version {v}")));
+    }
+    Ok(Json(json!({"model_version_status": [{
+        "version": loaded_version, "state": "AVAILABLE",
+        "status": {"error_code": "OK", "error_message": ""}}]}))
+    .into_response())
+}
+
+pub async fn status(
+    State(s): State<SharedState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    status_body(&s, &name, None)
+}
+
+pub async fn status_version(
+    State(s): State<SharedState>,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    status_body(&s, &name, Some(&version))
+}

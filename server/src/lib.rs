@@ -1,0 +1,172 @@
+//! Sconce's inference server: candle models behind KServe V2, TF-Serving V1 and OpenAI
+//! embeddings REST APIs.
+
+pub mod cli;
+pub mod engine;
+pub mod error;
+pub mod fetch;
+pub mod http;
+pub mod metrics;
+pub mod model;
+pub mod shutdown;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+pub use cli::{Args, Format};
+
+use crate::engine::{BatchConfig, Engine};
+use crate::http::{AppState, Loaded, SharedState};
+use crate::metrics::Metrics;
+use crate::model::Model;
+
+/// A bound, not yet serving server.
+pub struct Server {
+    listener: TcpListener,
+    state: SharedState,
+    args: Args,
+}
+
+/// Binds the socket (port 0 picks a free port) and logs `listening on http://HOST:PORT`.
+pub async fn bind(args: Args) -> anyhow::Result<Server> {
+    let api_key = match &args.api_key_file {
+        Some(path) => {
+            let key = std::fs::read_to_string(path)
+                .with_context(|| format!("reading --api-key-file {}", path.display()))?
+                .trim()
+                .to_string();
+            anyhow::ensure!(!key.is_empty(), "--api-key-file {} is empty", path.display());
+            Some(key)
+        }
+        None => None,
+    };
+    let listener = TcpListener::bind((args.host.as_str(), args.port))
+        .await
+        .with_context(|| format!("binding {}:{}", args.host, args.port))?;
+    let addr = listener.local_addr()?;
+    tracing::info!("listening on http://{addr}");
+    let state = Arc::new(AppState {
+        model_name: args.model_name.clone(),
+        loaded: OnceLock::new(),
+        metrics: Metrics::new(&args.model_name),
+        limiter: Arc::new(Semaphore::new(args.max_concurrency as usize)),
+        api_key,
+        max_body_bytes: args.max_body_bytes,
+    });
+    Ok(Server {
+        listener,
+        state,
+        args,
+    })
+}
+
+impl Server {
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Loads the model in the background and serves until `shutdown` resolves (then finishes
+    /// in-flight requests) or loading fails (an error: the server refuses to start).
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let Server {
+            listener,
+            state,
+            args,
+        } = self;
+        let failure: Arc<Mutex<Option<anyhow::Error>>> = Arc::default();
+        let (fail_tx, fail_rx) = tokio::sync::oneshot::channel::<()>();
+        let loader = {
+            let state = state.clone();
+            let failure = failure.clone();
+            tokio::spawn(async move {
+                if let Err(e) = load(&args, &state).await {
+                    tracing::error!(error = format!("{e:#}"), "model failed to load");
+                    if let Ok(mut slot) = failure.lock() {
+                        *slot = Some(e);
+                    }
+                    let _ = fail_tx.send(());
+                }
+            })
+        };
+        let stop = async move {
+            tokio::select! {
+                _ = shutdown => {}
+                Ok(()) = fail_rx => {}
+            }
+        };
+        axum::serve(listener, http::router(state))
+            .with_graceful_shutdown(stop)
+            .await
+            .context("serving")?;
+        loader.abort();
+        if let Some(e) = failure.lock().ok().and_then(|mut s| s.take()) {
+            return Err(e);
+        }
+        tracing::info!("shut down");
+        Ok(())
+    }
+}
+
+async fn load(args: &Args, state: &AppState) -> anyhow::Result<()> {
+    let dir: PathBuf = match (&args.model_dir, &args.model_uri) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(uri)) => {
+            fetch::fetch(
+                uri,
+                args.format,
+                &args.cache_dir,
+                args.model_sha256.as_deref(),
+            )
+            .await?
+        }
+        (None, None) => anyhow::bail!("give --model-dir or --model-uri"),
+    };
+    let format = args.format;
+    let load_dir = dir.clone();
+    let model = tokio::task::spawn_blocking(move || Model::load(&load_dir, format))
+        .await
+        .context("model loader panicked")?
+        .with_context(|| format!("loading {} model from {}", format.as_str(), dir.display()))?;
+    let info = model.info(&args.model_name, args.model_version.as_deref());
+    let cfg = BatchConfig {
+        max_batch_size: args.max_batch_size as usize,
+        max_batch_delay: Duration::from_millis(args.max_batch_delay_ms),
+        queue_capacity: args.max_concurrency as usize,
+    };
+    let engine = Engine::start(model, cfg, &state.metrics).context("starting the model thread")?;
+    tracing::info!(
+        model = %info.name,
+        version = %info.version,
+        format = format.as_str(),
+        "model ready"
+    );
+    if state.loaded.set(Loaded { info, engine }).is_err() {
+        anyhow::bail!("model loaded twice");
+    }
+    state.metrics.set_ready();
+    Ok(())
+}
+
+/// Binds, then serves until SIGTERM / SIGINT.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let server = bind(args).await?;
+    server.run(shutdown::signal()).await
+}
+
+/// Logs to stderr; `RUST_LOG` filters (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}

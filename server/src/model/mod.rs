@@ -1,0 +1,64 @@
+//! Loading the model formats of docs/model-format.md.
+
+pub mod bert;
+pub mod sequential;
+
+use std::path::Path;
+
+use candle_core::Device;
+
+use crate::cli::Format;
+
+pub use bert::Bert;
+pub use sequential::Sequential;
+
+/// A loaded model; it lives on the model thread.
+pub enum Model {
+    Sequential(Sequential),
+    Bert(Bert),
+}
+
+/// What the HTTP layer needs to know about the loaded model.
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    pub name: String,
+    pub version: String,
+    pub format: Format,
+    /// Features per example (sequential).
+    pub input_size: usize,
+    /// Values per output row: last layer's units or the embedding size.
+    pub output_size: usize,
+}
+
+impl Model {
+    pub fn load(dir: &Path, format: Format) -> anyhow::Result<Self> {
+        let device = Device::Cpu;
+        Ok(match format {
+            Format::Sequential => Model::Sequential(Sequential::load(dir, &device)?),
+            Format::Bert => Model::Bert(Bert::load(dir, &device)?),
+        })
+    }
+
+    /// Builds the public description; `version` overrides the config's own.
+    pub fn info(&self, name: &str, version: Option<&str>) -> ModelInfo {
+        let (format, input_size, output_size, cfg_version) = match self {
+            Model::Sequential(m) => (
+                Format::Sequential,
+                m.input_size(),
+                m.output_size(),
+                m.config.version.clone(),
+            ),
+            Model::Bert(m) => (Format::Bert, 0, m.hidden_size(), None),
+        };
+        ModelInfo {
+            name: name.to_string(),
+            version: version
+                .map(str::to_string)
+                .or(cfg_version)
+                .unwrap_or_else(|| "1".to_string()),
+            format,
+            input_size,
+            output_size,
+        }
+    }
+}

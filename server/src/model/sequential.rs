@@ -1,0 +1,198 @@
+//! The `sequential` format: a dense feed-forward network (docs/model-format.md).
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{Linear, VarBuilder};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    Relu,
+    Tanh,
+    Sigmoid,
+    Softmax,
+    Linear,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LayerConfig {
+    pub name: String,
+    pub units: usize,
+    pub activation: Activation,
+}
+
+/// `config.json` of a sequential model. Unknown keys are ignored.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SequentialConfig {
+    pub format: String,
+    pub input_size: usize,
+    pub layers: Vec<LayerConfig>,
+    #[serde(default)]
+    pub standardize: bool,
+    #[serde(default)]
+    pub labels: Option<Vec<String>>,
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+impl SequentialConfig {
+    pub fn from_dir(dir: &Path) -> anyhow::Result<Self> {
+        let path = dir.join("config.json");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let cfg: SequentialConfig = serde_json::from_str(&text)
+            .with_context(|| format!("parsing {}", path.display()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.format != "sequential" {
+            bail!("config.json format is {:?}, expected \"sequential\"", self.format);
+        }
+        if self.input_size == 0 {
+            bail!("input_size must be > 0");
+        }
+        if self.layers.is_empty() {
+            bail!("layers must not be empty");
+        }
+        let mut names = HashSet::new();
+        for layer in &self.layers {
+            if layer.units == 0 {
+                bail!("layer {} has 0 units", layer.name);
+            }
+            if !names.insert(layer.name.as_str()) {
+                bail!("layer name {} is not unique", layer.name);
+            }
+        }
+        if let Some(labels) = &self.labels
+            && labels.len() != self.output_size()
+        {
+            bail!(
+                "labels has {} entries, the last layer has {} units",
+                labels.len(),
+                self.output_size()
+            );
+        }
+        Ok(())
+    }
+
+    pub fn output_size(&self) -> usize {
+        self.layers.last().map_or(0, |l| l.units)
+    }
+}
+
+/// A loaded sequential model.
+pub struct Sequential {
+    pub config: SequentialConfig,
+    standardize: Option<(Tensor, Tensor)>,
+    layers: Vec<(Linear, Activation)>,
+    device: Device,
+}
+
+impl Sequential {
+    pub fn load(dir: &Path, device: &Device) -> anyhow::Result<Self> {
+        let config = SequentialConfig::from_dir(dir)?;
+        let weights = dir.join("model.safetensors");
+        // SAFETY: the file is mapped read-only; like every mmap loader we rely on nobody
+        // truncating it while the server runs.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, device) }
+            .with_context(|| format!("mapping {}", weights.display()))?;
+        let standardize = if config.standardize {
+            let mean = vb
+                .get(config.input_size, "standardize.mean")
+                .context("standardize.mean")?;
+            let std = vb
+                .get(config.input_size, "standardize.std")
+                .context("standardize.std")?;
+            Some((mean.unsqueeze(0)?, std.unsqueeze(0)?))
+        } else {
+            None
+        };
+        let mut layers = Vec::with_capacity(config.layers.len());
+        let mut input = config.input_size;
+        for layer in &config.layers {
+            let lvb = vb.pp(&layer.name);
+            let w = lvb
+                .get((layer.units, input), "weight")
+                .with_context(|| format!("{}.weight", layer.name))?;
+            let b = lvb
+                .get(layer.units, "bias")
+                .with_context(|| format!("{}.bias", layer.name))?;
+            layers.push((Linear::new(w, Some(b)), layer.activation));
+            input = layer.units;
+        }
+        Ok(Sequential {
+            config,
+            standardize,
+            layers,
+            device: device.clone(),
+        })
+    }
+
+    pub fn input_size(&self) -> usize {
+        self.config.input_size
+    }
+
+    pub fn output_size(&self) -> usize {
+        self.config.output_size()
+    }
+
+    /// Runs `rows` examples (row-major, `rows * input_size` values) and returns
+    /// `rows * output_size` values.
+    pub fn forward(&self, data: Vec<f32>, rows: usize) -> candle_core::Result<Vec<f32>> {
+        let mut h = Tensor::from_vec(data, (rows, self.input_size()), &self.device)?;
+        if let Some((mean, std)) = &self.standardize {
+            h = h.broadcast_sub(mean)?.broadcast_div(std)?;
+        }
+        for (linear, act) in &self.layers {
+            h = linear.forward(&h)?;
+            h = match act {
+                Activation::Relu => h.relu()?,
+                Activation::Tanh => h.tanh()?,
+                Activation::Sigmoid => candle_nn::ops::sigmoid(&h)?,
+                Activation::Softmax => candle_nn::ops::softmax_last_dim(&h)?,
+                Activation::Linear => h,
+            };
+        }
+        h.flatten_all()?.to_vec1::<f32>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(json: &str) -> anyhow::Result<SequentialConfig> {
+        let c: SequentialConfig = serde_json::from_str(json)?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    #[test]
+    fn parses_the_documented_example() {
+        let c = cfg(r#"{"format":"sequential","input_size":1000,"layers":[
+            {"name":"dense_0","units":64,"activation":"relu"},
+            {"name":"dense_1","units":64,"activation":"relu"},
+            {"name":"dense_2","units":10,"activation":"softmax"}],
+            "standardize":false,"labels":null,"version":"1","extra":42}"#)
+        .unwrap();
+        assert_eq!(c.output_size(), 10);
+        assert_eq!(c.version.as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn rejects_bad_configs() {
+        let l = r#"{"name":"a","units":2,"activation":"relu"}"#;
+        assert!(cfg(&format!(r#"{{"format":"bert","input_size":1,"layers":[{l}]}}"#)).is_err());
+        assert!(cfg(r#"{"format":"sequential","input_size":1,"layers":[]}"#).is_err());
+        assert!(cfg(&format!(r#"{{"format":"sequential","input_size":0,"layers":[{l}]}}"#)).is_err());
+        assert!(cfg(&format!(r#"{{"format":"sequential","input_size":1,"layers":[{l},{l}]}}"#)).is_err());
+        assert!(cfg(r#"{"format":"sequential","input_size":1,"layers":[{"name":"a","units":2,"activation":"gelu"}]}"#).is_err());
+        assert!(cfg(&format!(r#"{{"format":"sequential","input_size":1,"layers":[{l}],"labels":["x"]}}"#)).is_err());
+    }
+}

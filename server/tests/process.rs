@@ -1,0 +1,205 @@
+//! The real binary: `--port 0` + the `listening on` log line, env configuration, SIGTERM
+//! finishing in-flight requests, and `--model-uri` (file://, http://) with sha256 checks.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use axum::extract::{Path as AxPath, State};
+use common::{Mlp, Rng, TestServer, assert_close, floats};
+use serde_json::json;
+
+struct Proc {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    addr: String,
+}
+
+impl Proc {
+    fn spawn(args: &[&str], env: &[(&str, &str)]) -> Child {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sconce-server"));
+        cmd.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.spawn().unwrap()
+    }
+
+    /// Starts the binary and waits for `listening on http://...` and `model ready`.
+    fn start(args: &[&str], env: &[(&str, &str)]) -> Proc {
+        let mut child = Self::spawn(args, env);
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("server: {line}");
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut addr = None;
+        loop {
+            let line = lines.recv_timeout(Duration::from_secs(60)).expect("server log ended");
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                addr = Some(rest.split_whitespace().next().unwrap().to_string());
+            }
+            if line.contains("model ready") {
+                break;
+            }
+        }
+        Proc { child, lines, addr: addr.expect("no listening line before model ready") }
+    }
+
+    fn sigterm(&self) {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn infer_body(x: &[f32]) -> serde_json::Value {
+    json!({"inputs": [{"name": "input", "shape": [1, x.len()], "datatype": "FP32", "data": x}]})
+}
+
+#[tokio::test]
+async fn sigterm_finishes_in_flight_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Mlp::random(5, 8, &[(4, "relu"), (3, "softmax")], false);
+    m.write(dir.path(), None);
+    // Configured through the environment; the batch delay keeps a request in flight.
+    let p = Proc::start(
+        &[],
+        &[
+            ("SCONCE_MODEL_DIR", dir.path().to_str().unwrap()),
+            ("SCONCE_FORMAT", "sequential"),
+            ("SCONCE_MODEL_NAME", "mlp"),
+            ("SCONCE_HOST", "127.0.0.1"),
+            ("SCONCE_PORT", "0"),
+            ("SCONCE_MAX_BATCH_SIZE", "64"),
+            ("SCONCE_MAX_BATCH_DELAY_MS", "1500"),
+        ],
+    );
+    let x = Rng::new(4).vec(8, 1.0);
+    let want = m.reference(&x);
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/v2/models/mlp/infer", p.addr);
+    let in_flight = {
+        let client = client.clone();
+        let url = url.clone();
+        let body = infer_body(&x);
+        tokio::spawn(async move { client.post(url).json(&body).send().await })
+    };
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    p.sigterm();
+    let r = in_flight.await.unwrap().expect("in-flight request failed");
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_close(&floats(&v["outputs"][0]["data"]), &want, 1e-5);
+    let mut p = p;
+    let status = tokio::task::spawn_blocking(move || {
+        let s = p.child.wait().unwrap();
+        while p.lines.try_recv().is_ok() {}
+        s
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    // Nothing listens any more.
+    assert!(client.post(&url).json(&infer_body(&x)).send().await.is_err());
+}
+
+#[tokio::test]
+async fn sha256_mismatch_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    Mlp::random(5, 8, &[(3, "softmax")], false).write(dir.path(), None);
+    let uri = format!("file://{}", dir.path().display());
+    let out = Command::new(env!("CARGO_BIN_EXE_sconce-server"))
+        .args(["--model-uri", &uri, "--model-sha256", &"0".repeat(64), "--cache-dir"])
+        .arg(cache.path())
+        .args(["--format", "sequential", "--model-name", "mlp", "--host", "127.0.0.1", "--port", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("sha256 mismatch"), "{stderr}");
+}
+
+#[tokio::test]
+async fn model_uri_file_and_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Mlp::random(6, 8, &[(5, "tanh"), (2, "sigmoid")], true);
+    std::fs::create_dir_all(dir.path().join("models/mlp")).unwrap();
+    m.write(&dir.path().join("models/mlp"), None);
+    let sha = sconce_server::fetch::sha256_file(&dir.path().join("models/mlp/model.safetensors")).unwrap();
+    let x = Rng::new(8).vec(8, 1.0);
+    let want = m.reference(&x);
+
+    // A tiny static file server on loopback.
+    let root = dir.path().to_path_buf();
+    let app = axum::Router::new()
+        .route(
+            "/{*path}",
+            axum::routing::get(|State(root): State<std::path::PathBuf>, AxPath(path): AxPath<String>| async move {
+                match std::fs::read(root.join(path)) {
+                    Ok(b) => Ok(b),
+                    Err(_) => Err(axum::http::StatusCode::NOT_FOUND),
+                }
+            }),
+        )
+        .with_state(root);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let files_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let uris = [
+        format!("file://{}/models/mlp", dir.path().display()),
+        format!("http://{files_addr}/models/mlp/"),
+    ];
+    for uri in &uris {
+        let cache = tempfile::tempdir().unwrap();
+        let c = cache.path().to_str().unwrap();
+        let s = TestServer::start_ready(&[
+            "--model-uri", uri, "--model-sha256", &sha, "--cache-dir", c,
+            "--format", "sequential", "--model-name", "mlp",
+        ])
+        .await;
+        let (code, v) = s.post_json("/v2/models/mlp/infer", &infer_body(&x)).await;
+        assert_eq!(code, 200, "{v}");
+        assert_close(&floats(&v["outputs"][0]["data"]), &want, 1e-5);
+        s.stop().await.unwrap();
+        // Second start uses the cache.
+        let s = TestServer::start_ready(&[
+            "--model-uri", uri, "--model-sha256", &sha, "--cache-dir", c,
+            "--format", "sequential", "--model-name", "mlp",
+        ])
+        .await;
+        s.stop().await.unwrap();
+    }
+
+    // http: wrong sha and a missing directory both stop the server with an error.
+    let cache = tempfile::tempdir().unwrap();
+    let c = cache.path().to_str().unwrap();
+    let bad = format!("http://{files_addr}/models/mlp");
+    let s = TestServer::start(&[
+        "--model-uri", &bad, "--model-sha256", &"a".repeat(64), "--cache-dir", c,
+        "--format", "sequential", "--model-name", "mlp",
+    ])
+    .await;
+    let err = tokio::time::timeout(Duration::from_secs(30), s.stop_when_done()).await.unwrap();
+    assert!(format!("{err:#}").contains("sha256 mismatch"), "{err:#}");
+    let missing = format!("http://{files_addr}/models/none");
+    let s = TestServer::start(&["--model-uri", &missing, "--cache-dir", c, "--format", "sequential", "--model-name", "mlp"]).await;
+    let err = tokio::time::timeout(Duration::from_secs(30), s.stop_when_done()).await.unwrap();
+    assert!(format!("{err:#}").contains("not found"), "{err:#}");
+}
