@@ -64,6 +64,7 @@ def main() -> None:
         "max_rss_mb": rss_kb / 1024,
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
+        "torch_cpu": torch.backends.cpu.get_cpu_capability(),
         "dim": int(emb.shape[1]),
     }
     with open(args.out, "w") as f:
