@@ -4,6 +4,7 @@
 #
 #   hack/k8s.sh setup            build/fetch binaries into $SCONCE_K8S_HOME (idempotent)
 #   hack/k8s.sh start RUN_DIR    start etcd + apiserver + controller-manager; writes RUN_DIR/kubeconfig
+#   hack/k8s.sh ensure RUN_DIR   start unless a healthy cluster already runs there; print the kubeconfig
 #   hack/k8s.sh stop RUN_DIR     stop them again
 #
 # env: SCONCE_K8S_HOME (~/.cache/sconce/k8s-1.20.2), API_PORT (free port), ETCD_PORT (free port),
@@ -87,7 +88,7 @@ start() {
   "$BIN"/etcd --name sconce --data-dir "$run/etcd-data" \
     --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
     --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
-    --initial-cluster "sconce=http://127.0.0.1:$peer_port" --unsafe-no-fsync > logs/etcd.log 2>&1 &
+    --initial-cluster "sconce=http://127.0.0.1:$peer_port" --unsafe-no-fsync > logs/etcd.log 2>&1 8>&- 9>&- &
   echo $! > etcd.pid
   "$BIN"/kube-apiserver --etcd-servers="http://127.0.0.1:$etcd_port" \
     --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$api_port" --insecure-port=0 \
@@ -95,7 +96,7 @@ start() {
     --token-auth-file=pki/tokens.csv --authorization-mode=RBAC \
     --service-account-key-file=pki/sa.pub --service-account-signing-key-file=pki/sa.key \
     --service-account-issuer=https://kubernetes.default.svc --service-cluster-ip-range=10.0.0.0/24 \
-    --allow-privileged=true > logs/kube-apiserver.log 2>&1 &
+    --allow-privileged=true > logs/kube-apiserver.log 2>&1 8>&- 9>&- &
   echo $! > apiserver.pid
   cat > kubeconfig <<KC
 apiVersion: v1
@@ -123,12 +124,30 @@ KC
       --service-account-private-key-file=pki/sa.key --root-ca-file=pki/ca.crt \
       --cluster-signing-cert-file=pki/ca.crt --cluster-signing-key-file=pki/ca.key \
       --controllers='*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-route,-service,-persistentvolume-binder,-attachdetach,-persistentvolume-expander' \
-      --horizontal-pod-autoscaler-sync-period=5s > logs/kube-controller-manager.log 2>&1 &
+      --horizontal-pod-autoscaler-sync-period=5s > logs/kube-controller-manager.log 2>&1 8>&- 9>&- &
     echo $! > kcm.pid
     for _ in $(seq 1 120); do api /api/v1/namespaces/default/serviceaccounts/default >/dev/null 2>&1 && break; sleep 0.25; done
     log "kube-controller-manager up"
   fi
   echo "$run/kubeconfig"
+}
+
+running() {
+  local run=$1
+  [ -f "$run/kubeconfig" ] && [ -f "$run/apiserver.pid" ] && kill -0 "$(cat "$run/apiserver.pid")" 2>/dev/null || return 1
+  local server token
+  server=$(grep -o 'https://127.0.0.1:[0-9]*' "$run/kubeconfig")
+  token=$(cut -d, -f1 "$run/pki/tokens.csv")
+  curl -sf --cacert "$run/pki/ca.crt" -H "Authorization: Bearer $token" "$server/readyz" >/dev/null
+}
+
+ensure() {
+  local run=${1:?usage: k8s.sh ensure RUN_DIR}
+  mkdir -p "$run"; run=$(cd "$run" && pwd)
+  exec 8>"$run.lock"; flock 8
+  if running "$run"; then echo "$run/kubeconfig"; return 0; fi
+  stop "$run"; rm -rf "$run"
+  start "$run"
 }
 
 stop() {
@@ -144,6 +163,7 @@ stop() {
 case "${1:-}" in
   setup) setup ;;
   start) start "${2:-}" ;;
+  ensure) ensure "${2:-}" ;;
   stop) stop "${2:-}" ;;
-  *) echo "usage: $0 setup | start RUN_DIR | stop RUN_DIR" >&2; exit 2 ;;
+  *) echo "usage: $0 setup | start RUN_DIR | ensure RUN_DIR | stop RUN_DIR" >&2; exit 2 ;;
 esac

@@ -1,0 +1,196 @@
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A machine-learning model served over HTTP by Sconce's inference server.
+///
+/// The operator turns it into one Deployment per model version (`<name>-<version>`) and a Service
+/// `<name>` that routes to the serving pods.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "sconce.dev",
+    version = "v1alpha1",
+    kind = "ModelDeployment",
+    plural = "modeldeployments",
+    shortname = "mdep",
+    category = "sconce",
+    namespaced,
+    status = "ModelDeploymentStatus",
+    derive = "PartialEq",
+    doc = "A machine-learning model served over HTTP by Sconce's inference server.",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(name = "Model", type_ = "string", json_path = ".status.model"),
+    printcolumn(name = "Version", type_ = "string", json_path = ".spec.model.version"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.readyText"),
+    printcolumn(name = "Status", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "URL", type_ = "string", json_path = ".status.url"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelDeploymentSpec {
+    /// Which model to serve: where it lives, its format and version.
+    pub model: ModelSpec,
+
+    /// Number of serving pods for the current version.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub replicas: i32,
+
+    /// How the serving pods run: image, resources, scheduling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<RuntimeSpec>,
+}
+
+fn default_replicas() -> i32 {
+    1
+}
+
+/// The model to serve.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelSpec {
+    /// Name the model is served under (`/v2/models/<name>`). Defaults to the ModelDeployment's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"))]
+    pub name: Option<String>,
+
+    /// Version label of the model, e.g. `"3"` or `"2024-06-01"`. Changing it rolls out a new
+    /// Deployment `<name>-<version>`. Lower-case letters, digits, `.`, `-` and `_` (turned into `-`).
+    #[schemars(length(min = 1, max = 40))]
+    pub version: String,
+
+    /// Where the model directory lives: `file:///abs/path` (a directory on the node),
+    /// `pvc://<claim>/<path>` (a PersistentVolumeClaim), `http(s)://...` or `s3://bucket/prefix`
+    /// (downloaded by the server at start-up).
+    #[schemars(length(min = 1, max = 2048))]
+    pub uri: String,
+
+    /// Model format, see docs/model-format.md: `sequential` (dense network, config.json +
+    /// model.safetensors) or `bert` (a sentence-transformers directory).
+    pub format: ModelFormat,
+
+    /// Expected SHA-256 (64 hex digits) of the downloaded model; the server refuses to start on a
+    /// mismatch. Only for `http(s)://` and `s3://` URIs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9a-fA-F]{64}$"))]
+    pub sha256: Option<String>,
+}
+
+/// Supported model formats.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelFormat {
+    /// A dense feed-forward network: config.json + model.safetensors.
+    Sequential,
+    /// A sentence-transformers BERT encoder producing embeddings.
+    Bert,
+}
+
+impl ModelFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelFormat::Sequential => "sequential",
+            ModelFormat::Bert => "bert",
+        }
+    }
+}
+
+/// How the serving pods run.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RuntimeSpec {
+    /// Container image of the inference server. Defaults to the operator's `--server-image`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub image: Option<String>,
+
+    /// CPU/memory requests and limits of the server container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// Extra environment variables for the server container (e.g. `SCONCE_MAX_BATCH_SIZE`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+
+    /// Node labels the serving pods must be scheduled on.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+
+    /// Tolerations of the serving pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+
+    /// Service account of the serving pods (e.g. one with access to the model bucket).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
+
+    /// Port the server listens on inside the pod. Defaults to 8080.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<i32>,
+}
+
+/// Observed state, written by the operator only.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelDeploymentStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// `Ready`, `Progressing` and `Degraded`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+
+    /// Pods of the current version's Deployment.
+    #[serde(default)]
+    pub replicas: i32,
+
+    /// Ready pods of the current version's Deployment.
+    #[serde(default)]
+    pub ready_replicas: i32,
+
+    /// `ready/desired`, for `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_text: Option<String>,
+
+    /// One word summary for `kubectl get`: `Ready`, `Progressing`, `Degraded` or `Pending`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+
+    /// Name the model is served under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+
+    /// The model version that last became fully ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_version: Option<String>,
+
+    /// In-cluster base URL of the model's Service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+
+    /// Label selector of the serving pods (for the scale subresource and autoscalers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+}
+
+impl ModelDeployment {
+    /// The name the model is served under.
+    pub fn served_name(&self) -> String {
+        self.spec
+            .model
+            .name
+            .clone()
+            .or_else(|| self.metadata.name.clone())
+            .unwrap_or_default()
+    }
+}

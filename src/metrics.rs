@@ -1,0 +1,65 @@
+//! Operator metrics, owned by the controller's context (no globals).
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub category: String,
+}
+
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    pub reconciliations: Counter,
+    pub errors: Family<ErrorLabels, Counter>,
+    pub duration: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("sconce_operator");
+        let reconciliations = Counter::default();
+        let errors = Family::<ErrorLabels, Counter>::default();
+        let duration = Histogram::new(exponential_buckets(0.005, 2.0, 12));
+        registry.register("reconciliations", "Reconciliations started", reconciliations.clone());
+        registry.register("reconcile_errors", "Failed reconciliations by error category", errors.clone());
+        registry.register("reconcile_duration_seconds", "Time spent in one reconciliation", duration.clone());
+        Metrics {
+            registry: Mutex::new(registry),
+            reconciliations,
+            errors,
+            duration,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn observe(&self, elapsed: Duration) {
+        self.duration.observe(elapsed.as_secs_f64());
+    }
+
+    pub fn error(&self, category: &str) {
+        self.errors
+            .get_or_create(&ErrorLabels {
+                category: category.to_string(),
+            })
+            .inc();
+    }
+
+    /// OpenMetrics text.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let registry = match self.registry.lock() {
+            Ok(r) => r,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        out
+    }
+}

@@ -1,0 +1,192 @@
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction,
+    HostPathVolumeSource, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe,
+    SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::{BuildConfig, DEFAULT_PORT, labels};
+use crate::crd::ModelDeployment;
+use crate::reconcile::validate::{ModelSource, ValidModel};
+
+/// Where the model directory appears inside the server container.
+pub const MODEL_MOUNT_PATH: &str = "/mnt/models";
+const CACHE_MOUNT_PATH: &str = "/var/cache/sconce";
+/// Long enough for in-flight requests to finish after SIGTERM.
+const TERMINATION_GRACE_SECONDS: i64 = 30;
+
+/// The Deployment `<name>-<version>` serving one model version.
+pub fn deployment(
+    md: &ModelDeployment,
+    model: &ValidModel,
+    config: &BuildConfig,
+    owner: OwnerReference,
+) -> Deployment {
+    let runtime = md.spec.runtime.clone().unwrap_or_default();
+    let port = runtime.port.unwrap_or(DEFAULT_PORT);
+    let (volumes, mounts, location_args) = model_location(&model.source);
+
+    let mut args = vec![
+        "--format".to_string(),
+        model.format.as_str().to_string(),
+        "--model-name".to_string(),
+        model.served_name.clone(),
+        "--model-version".to_string(),
+        model.version.clone(),
+        "--port".to_string(),
+        port.to_string(),
+    ];
+    args.extend(location_args);
+
+    let container = Container {
+        name: "server".into(),
+        image: Some(runtime.image.unwrap_or_else(|| config.server_image.clone())),
+        args: Some(args),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".into()),
+            container_port: port,
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        }]),
+        env: (!runtime.env.is_empty()).then_some(runtime.env),
+        resources: runtime.resources,
+        readiness_probe: Some(http_probe("/v2/health/ready", 2, 3)),
+        liveness_probe: Some(http_probe("/v2/health/live", 10, 3)),
+        volume_mounts: Some(mounts),
+        security_context: Some(SecurityContext {
+            run_as_non_root: Some(true),
+            read_only_root_filesystem: Some(true),
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+
+    let pod_labels = labels::pod_labels(model);
+    Deployment {
+        metadata: ObjectMeta {
+            name: Some(model.deployment_name.clone()),
+            namespace: Some(model.namespace.clone()),
+            labels: Some(pod_labels.clone()),
+            owner_references: Some(vec![owner]),
+            ..Default::default()
+        },
+        spec: Some(DeploymentSpec {
+            replicas: Some(md.spec.replicas),
+            selector: LabelSelector {
+                match_labels: Some(labels::pod_selector(model)),
+                ..Default::default()
+            },
+            // Surge first, never take a serving pod away before its replacement is ready.
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_surge: Some(IntOrString::Int(1)),
+                    max_unavailable: Some(IntOrString::Int(0)),
+                }),
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    volumes: Some(volumes),
+                    node_selector: (!runtime.node_selector.is_empty())
+                        .then_some(runtime.node_selector),
+                    tolerations: (!runtime.tolerations.is_empty()).then_some(runtime.tolerations),
+                    service_account_name: runtime.service_account_name,
+                    termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn http_probe(path: &str, period_seconds: i32, failure_threshold: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("http".into()),
+            scheme: Some("HTTP".into()),
+            ..Default::default()
+        }),
+        period_seconds: Some(period_seconds),
+        failure_threshold: Some(failure_threshold),
+        timeout_seconds: Some(1),
+        ..Default::default()
+    }
+}
+
+/// Volumes, mounts and server arguments that put the model where the server reads it.
+fn model_location(source: &ModelSource) -> (Vec<Volume>, Vec<VolumeMount>, Vec<String>) {
+    let model_mount = |sub_path: &str| VolumeMount {
+        name: "model".into(),
+        mount_path: MODEL_MOUNT_PATH.into(),
+        read_only: Some(true),
+        sub_path: (!sub_path.is_empty()).then(|| sub_path.to_string()),
+        ..Default::default()
+    };
+    match source {
+        ModelSource::HostPath { path } => (
+            vec![Volume {
+                name: "model".into(),
+                host_path: Some(HostPathVolumeSource {
+                    path: path.clone(),
+                    type_: Some("Directory".into()),
+                }),
+                ..Default::default()
+            }],
+            vec![model_mount("")],
+            vec!["--model-dir".into(), MODEL_MOUNT_PATH.into()],
+        ),
+        ModelSource::Pvc { claim, sub_path } => (
+            vec![Volume {
+                name: "model".into(),
+                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                    claim_name: claim.clone(),
+                    read_only: Some(true),
+                }),
+                ..Default::default()
+            }],
+            vec![model_mount(sub_path)],
+            vec!["--model-dir".into(), MODEL_MOUNT_PATH.into()],
+        ),
+        ModelSource::Download { uri, sha256 } => {
+            let mut args = vec![
+                "--model-uri".into(),
+                uri.clone(),
+                "--cache-dir".into(),
+                CACHE_MOUNT_PATH.into(),
+            ];
+            if let Some(sha) = sha256 {
+                args.extend(["--model-sha256".into(), sha.clone()]);
+            }
+            (
+                vec![Volume {
+                    name: "model-cache".into(),
+                    empty_dir: Some(EmptyDirVolumeSource::default()),
+                    ..Default::default()
+                }],
+                vec![VolumeMount {
+                    name: "model-cache".into(),
+                    mount_path: CACHE_MOUNT_PATH.into(),
+                    ..Default::default()
+                }],
+                args,
+            )
+        }
+    }
+}

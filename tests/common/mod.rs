@@ -1,0 +1,178 @@
+//! Shared harness for tests against a real kube-apiserver (see hack/k8s.sh).
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, OnceLock};
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use sconce::metrics::Metrics;
+use sconce::reconcile;
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `SCONCE_TEST_KUBECONFIG` if set (kind, k3d, a real cluster, or the one `hack/test.sh` started);
+/// otherwise a local control plane under `target/`, started once and left running for reruns.
+pub fn kubeconfig() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        if let Some(path) = std::env::var_os("SCONCE_TEST_KUBECONFIG") {
+            return PathBuf::from(path);
+        }
+        let run_dir = repo_root().join("target/sconce-test-cluster");
+        let out = Command::new("bash")
+            .arg(repo_root().join("hack/k8s.sh"))
+            .arg("ensure")
+            .arg(&run_dir)
+            .output()
+            .expect("running hack/k8s.sh");
+        assert!(
+            out.status.success(),
+            "hack/k8s.sh ensure failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let path = String::from_utf8_lossy(&out.stdout).trim().lines().last().unwrap_or_default().to_string();
+        PathBuf::from(path)
+    })
+    .clone()
+}
+
+pub async fn client() -> Client {
+    let kubeconfig = Kubeconfig::read_from(kubeconfig()).expect("reading kubeconfig");
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("kubeconfig is usable");
+    Client::try_from(config).expect("client")
+}
+
+/// Real kubectl against the test cluster. Version-skew warnings go to stderr and are ignored.
+pub fn kubectl(args: &[&str], stdin: Option<&str>) -> Output {
+    use std::io::Write;
+    let mut child = Command::new("kubectl")
+        .args(args)
+        .env("KUBECONFIG", kubeconfig())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl is installed");
+    if let Some(input) = stdin {
+        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("writing stdin");
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().expect("kubectl runs")
+}
+
+pub fn kubectl_ok(args: &[&str], stdin: Option<&str>) -> String {
+    let out = kubectl(args, stdin);
+    assert!(
+        out.status.success(),
+        "kubectl {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Install the generated CRD (once per test binary) and wait until it is Established.
+pub fn install_crd() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let crd = repo_root().join("crds/modeldeployments.sconce.dev.yaml");
+        kubectl_ok(&["apply", "-f", crd.to_str().expect("utf-8 path")], None);
+        kubectl_ok(
+            &["wait", "--for=condition=Established", "crd/modeldeployments.sconce.dev", "--timeout=60s"],
+            None,
+        );
+    });
+}
+
+/// A fresh namespace per test, so tests run in parallel without seeing each other.
+pub async fn namespace(client: &Client, prefix: &str) -> String {
+    let suffix = format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos() & 0xffffff);
+    let name = format!("{prefix}-{suffix}");
+    let api: Api<Namespace> = Api::all(client.clone());
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            labels: Some([("sconce.dev/test".to_string(), "true".to_string())].into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    api.create(&PostParams::default(), &ns).await.expect("creating namespace");
+    // Pods need the namespace's default ServiceAccount (made by the controller-manager).
+    let sa: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), &name);
+    wait_until(Duration::from_secs(30), "default ServiceAccount", || async {
+        sa.get_opt("default").await.ok().flatten()
+    })
+    .await;
+    name
+}
+
+pub async fn delete_namespace(client: &Client, name: &str) {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let _ = api.delete(name, &DeleteParams::background()).await;
+}
+
+/// An in-process operator watching one namespace.
+pub struct Operator {
+    pub metrics: Arc<Metrics>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl Operator {
+    pub async fn start(client: &Client, namespace: &str) -> Operator {
+        let metrics = Arc::new(Metrics::default());
+        let config = reconcile::build::BuildConfig {
+            server_image: "ghcr.io/sconce-dev/sconce-server:test".into(),
+        };
+        let (c, ns, m) = (client.clone(), namespace.to_string(), metrics.clone());
+        let handle = tokio::spawn(async move {
+            if let Err(e) = reconcile::run(c, Some(ns), config, m, Arc::new(AtomicBool::new(false))).await {
+                panic!("operator failed: {e}");
+            }
+        });
+        Operator { metrics, handle }
+    }
+
+    pub fn reconciliations(&self) -> u64 {
+        self.metrics.reconciliations.get()
+    }
+
+    pub fn stop(self) {
+        self.handle.abort();
+    }
+}
+
+/// Poll `check` until it yields `Some`, or panic naming `what` after `timeout`.
+pub async fn wait_until<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// An example manifest with its uri replaced, ready for `kubectl apply -f -`.
+pub fn example(name: &str, uri: Option<&Path>) -> String {
+    let text = std::fs::read_to_string(repo_root().join("examples").join(name)).expect("example exists");
+    match uri {
+        Some(dir) => text.replace("file:///var/lib/sconce/models/mnist", &format!("file://{}", dir.display())),
+        None => text,
+    }
+}
