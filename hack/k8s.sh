@@ -3,6 +3,7 @@
 # built once from Debian bookworm's packages into a cache outside the clone.
 #
 #   hack/k8s.sh setup            build/fetch binaries into $SCONCE_K8S_HOME (idempotent)
+#   hack/k8s.sh kubectl          put a kubectl (Debian trixie kubectl) into the cache's bin/
 #   hack/k8s.sh start RUN_DIR    start etcd + apiserver + controller-manager; writes RUN_DIR/kubeconfig
 #   hack/k8s.sh ensure RUN_DIR   start unless a healthy cluster already runs there; print the kubeconfig
 #   hack/k8s.sh stop RUN_DIR     stop them again
@@ -65,6 +66,24 @@ SL
   cp "$work/prefix/usr/bin/etcd" "$work/prefix/usr/bin/etcdctl" "$BIN/"
   rm -rf "$work"
   "$BIN/kube-apiserver" --version
+}
+
+# Machines without kubectl get Debian trixie's client (1.32; Debian has no newer apiserver).
+fetch_kubectl() {
+  [ -x "$BIN/kubectl" ] && { log "kubectl present in $BIN"; return 0; }
+  local work=$K8S_HOME/kubectl-build
+  rm -rf "$work"; mkdir -p "$work"/{apt/lists/partial,apt/archives/partial,apt/etc,debs,prefix} "$BIN"
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $MIRROR trixie main" > "$work/apt/etc/sources.list"
+  local o=(-o "Dir::State::Lists=$work/apt/lists" -o "Dir::Etc::SourceList=$work/apt/etc/sources.list"
+     -o "Dir::Etc::SourceParts=/dev/null" -o "Dir::Cache::Archives=$work/apt/archives"
+     -o "Dir::State::status=/dev/null" -o "APT::Sandbox::User=root")
+  log "downloading kubectl (Debian trixie kubectl)"
+  apt-get "${o[@]}" -qq update
+  (cd "$work/debs" && apt-get "${o[@]}" -qq download kubectl)
+  dpkg -x "$work"/debs/kubectl_*.deb "$work/prefix"
+  cp "$work/prefix/usr/bin/kubectl" "$BIN/kubectl"
+  rm -rf "$work"
+  "$BIN/kubectl" version --client
 }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -162,8 +181,9 @@ stop() {
 
 case "${1:-}" in
   setup) setup ;;
+  kubectl) fetch_kubectl ;;
   start) start "${2:-}" ;;
   ensure) ensure "${2:-}" ;;
   stop) stop "${2:-}" ;;
-  *) echo "usage: $0 setup | start RUN_DIR | ensure RUN_DIR | stop RUN_DIR" >&2; exit 2 ;;
+  *) echo "usage: $0 setup | kubectl | start RUN_DIR | ensure RUN_DIR | stop RUN_DIR" >&2; exit 2 ;;
 esac

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Every test Sconce has: formatting, lints, CRD drift, unit tests, the operator against a real
+# kube-apiserver + controller-manager, end to end with the node agent and real servers, the
+# inference server over real HTTP and the trainer. `.ci/run` runs exactly this.
+#
+# Heavy things are cached outside the clone: the control plane in ~/.cache/sconce/k8s-1.20.2,
+# Python packages and fixtures in ~/.cache/sconce/{pip,data}. Delete ~/.cache/sconce to rebuild
+# from nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+T0=$(date +%s)
+step() { echo "=== [$(( $(date +%s) - T0 ))s] $*"; }
+
+step "prerequisites"
+need_apt=()
+command -v curl >/dev/null || need_apt+=(curl)
+command -v openssl >/dev/null || need_apt+=(openssl)
+command -v flock >/dev/null || need_apt+=(util-linux)
+command -v python3 >/dev/null || need_apt+=(python3 python3-pip python3-venv)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+fi
+command -v kubectl >/dev/null || bash hack/k8s.sh kubectl
+export PATH=$HOME/.cache/sconce/k8s-1.20.2/bin:$PATH
+rustup component list --installed 2>/dev/null | grep -q clippy || rustup component add clippy rustfmt
+
+step "control plane binaries (built once, cached)"
+bash hack/k8s.sh setup
+
+step "test fixtures"
+if [ -x hack/fetch-minilm.sh ] && [ -z "${SCONCE_MINILM_DIR:-}" ]; then
+  SCONCE_MINILM_DIR=$(bash hack/fetch-minilm.sh | tail -1); export SCONCE_MINILM_DIR
+fi
+if [ -x hack/fetch-digits.sh ] && [ -z "${SCONCE_DIGITS_CSV:-}" ]; then
+  SCONCE_DIGITS_CSV=$(bash hack/fetch-digits.sh | tail -1); export SCONCE_DIGITS_CSV
+fi
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "build"
+cargo build --workspace --all-targets
+
+if [ -z "${SCONCE_TEST_KUBECONFIG:-}" ]; then
+  step "start a local control plane"
+  RUN_DIR=$(mktemp -d -t sconce-k8s-XXXX)
+  trap 'bash "$ROOT/hack/k8s.sh" stop "$RUN_DIR"; rm -rf "$RUN_DIR"' EXIT
+  SCONCE_TEST_KUBECONFIG=$(bash hack/k8s.sh start "$RUN_DIR" | tail -1); export SCONCE_TEST_KUBECONFIG
+fi
+
+step "tests"
+cargo test --workspace --no-fail-fast
+step "all tests passed"
