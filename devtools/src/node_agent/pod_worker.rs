@@ -78,7 +78,17 @@ pub async fn run_pod(ctx: Arc<AgentContext>, mut pod_rx: watch::Receiver<Option<
     info!(pod = %key, %ip, "starting pod");
 
     let changed = Arc::new(Notify::new());
-    let runners = start_containers(&ctx, &pod, ip, &sandbox, &volume_dirs, &changed);
+    // a pod that already finished (seen again after an agent restart) is not run a second time
+    let finished_before = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .is_some_and(|p| p == "Succeeded" || p == "Failed");
+    let runners = if finished_before {
+        Vec::new()
+    } else {
+        start_containers(&ctx, &pod, ip, &sandbox, &volume_dirs, &changed)
+    };
     let start_time = pod
         .status
         .as_ref()
@@ -96,7 +106,7 @@ pub async fn run_pod(ctx: Arc<AgentContext>, mut pod_rx: watch::Receiver<Option<
     let mut shutdown = ctx.shutdown.clone();
 
     loop {
-        if ending.is_none_or(|e| e == Ending::Deleted) {
+        if !finished_before && ending.is_none_or(|e| e == Ending::Deleted) {
             let snapshots: Vec<_> = runners
                 .iter()
                 .map(|r| r.snapshot.borrow().clone())
