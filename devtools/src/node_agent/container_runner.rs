@@ -379,3 +379,6 @@ impl Runner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
