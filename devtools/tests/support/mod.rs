@@ -55,13 +55,20 @@ pub async fn create_namespace(client: &kube::Client, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Pods are rejected by the ServiceAccount admission plugin until the controller created it.
+/// Pods are rejected by the ServiceAccount admission plugin until the controllers created the
+/// account and (on 1.20) its token secret.
 pub async fn wait_for_default_service_account(client: &kube::Client, ns: &str) -> Result<()> {
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
     wait_until(
         Duration::from_secs(30),
-        "default service account",
-        || async { Ok(accounts.get_opt("default").await?.map(|_| ())) },
+        "default service account and token",
+        || async {
+            let account = accounts.get_opt("default").await?;
+            let has_token = account
+                .and_then(|a| a.secrets)
+                .is_some_and(|s| !s.is_empty());
+            Ok(has_token.then_some(()))
+        },
     )
     .await
 }
