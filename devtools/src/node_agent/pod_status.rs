@@ -16,6 +16,8 @@ use super::launch::HOST_IP;
 /// Everything the status depends on besides the containers.
 pub struct PodFacts<'a> {
     pub pod_ip: Option<Ipv4Addr>,
+    /// False when the pod has init containers, which the agent does not run.
+    pub initialized: bool,
     pub start_time: Timestamp,
     pub restart_policy: &'a str,
     /// Status currently stored (or last written): source of unchanged `lastTransitionTime`s.
@@ -38,7 +40,17 @@ pub fn compute_status(facts: &PodFacts<'_>, containers: &[ContainerSnapshot]) ->
     });
     let conditions = vec![
         condition(facts, "PodScheduled", true, None),
-        condition(facts, "Initialized", true, None),
+        condition(
+            facts,
+            "Initialized",
+            facts.initialized,
+            (!facts.initialized).then(|| {
+                (
+                    "InitContainersNotSupportedLocally",
+                    "the local node agent does not run init containers".into(),
+                )
+            }),
+        ),
         condition(facts, "ContainersReady", all_ready, ready_reason.clone()),
         condition(facts, "Ready", all_ready, ready_reason),
     ];

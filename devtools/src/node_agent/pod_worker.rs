@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use super::AgentContext;
 use super::container_runner::{RunnerConfig, RunnerHandle, spawn_runner};
-use super::launch::{LaunchContext, plan_launch};
+use super::launch::{LaunchContext, LaunchRefusal, plan_launch};
 use super::pod_status::{PodFacts, compute_status};
 use super::probe::ProbePlan;
 
@@ -45,6 +45,13 @@ fn grace_of(pod: &Pod) -> Duration {
         .and_then(|s| u64::try_from(s).ok())
         .map(Duration::from_secs)
         .unwrap_or(DEFAULT_GRACE)
+}
+
+fn has_init_containers(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.init_containers.as_ref())
+        .is_some_and(|c| !c.is_empty())
 }
 
 fn pod_key(pod: &Pod) -> String {
@@ -113,6 +120,7 @@ pub async fn run_pod(ctx: Arc<AgentContext>, mut pod_rx: watch::Receiver<Option<
                 .collect();
             let previous = last_written.as_ref().or(pod.status.as_ref());
             let facts = PodFacts {
+                initialized: !has_init_containers(&pod),
                 pod_ip: Some(ip),
                 start_time,
                 restart_policy: &restart_policy,
@@ -291,7 +299,14 @@ fn start_containers(
                 label: format!("{namespace}/{name}/{}", c.name),
                 name: c.name.clone(),
                 image: c.image.clone().unwrap_or_default(),
-                launch: plan_launch(pod, c, &launch_ctx),
+                launch: if has_init_containers(pod) {
+                    Err(LaunchRefusal {
+                        reason: "InitContainersNotSupportedLocally",
+                        message: "the local node agent does not run init containers".into(),
+                    })
+                } else {
+                    plan_launch(pod, c, &launch_ctx)
+                },
                 readiness: probe(&c.readiness_probe),
                 liveness: probe(&c.liveness_probe),
                 startup: probe(&c.startup_probe),

@@ -19,6 +19,7 @@ fn running(name: &str, ready: bool) -> ContainerSnapshot {
 fn facts<'a>(previous: Option<&'a PodStatus>, now: i64) -> PodFacts<'a> {
     PodFacts {
         pod_ip: Some(Ipv4Addr::new(127, 0, 1, 2)),
+        initialized: true,
         start_time: ts(0),
         restart_policy: "Always",
         previous,
@@ -156,4 +157,25 @@ fn exit_reasons_follow_the_kubelet() {
     use std::os::unix::process::ExitStatusExt;
     let killed = Terminated::from_exit(std::process::ExitStatus::from_raw(15), ts(0), ts(1));
     assert_eq!((killed.exit_code, killed.signal), (143, Some(15)));
+}
+
+#[test]
+fn init_containers_are_reported_not_faked() {
+    let facts = PodFacts {
+        initialized: false,
+        ..facts(None, 5)
+    };
+    let waiting = ContainerSnapshot::waiting(
+        "c",
+        "sconce-server:dev",
+        "InitContainersNotSupportedLocally",
+        None,
+    );
+    let status = compute_status(&facts, &[waiting]);
+    assert_eq!(cond(&status, "Initialized").status, "False");
+    assert_eq!(
+        cond(&status, "Initialized").reason.as_deref(),
+        Some("InitContainersNotSupportedLocally")
+    );
+    assert_eq!(status.phase.as_deref(), Some("Pending"));
 }
