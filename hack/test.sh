@@ -42,6 +42,10 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "build"
 cargo build --workspace --all-targets
+# Tests that spawn binaries use these instead of running `cargo build -p ...`, whose narrower
+# feature set would recompile shared dependencies.
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}/debug
+export SCONCE_SERVER_BINARY=$TARGET/sconce-server SCONCE_DEV_BINARY=$TARGET/sconce-dev
 
 if [ -z "${SCONCE_TEST_KUBECONFIG:-}" ]; then
   step "start a local control plane"
