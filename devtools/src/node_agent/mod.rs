@@ -290,5 +290,8 @@ async fn watch_pods(
             }
         }
     }
-    workers.into_values().collect()
+    workers
+        .into_values()
+        .filter(|w| !w.task.is_finished())
+        .collect()
 }
