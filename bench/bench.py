@@ -527,6 +527,35 @@ def main() -> int:
 
     # ---- report
     log("\n" + "=" * 100)
+    if rows:
+        report_mlp(rows, concs, repeats, seconds)
+    if embed:
+        log("\nEmbeddings, all-MiniLM-L6-v2, batch 32 (sentences/s, median):")
+        st, sc = embed.get("st", {}), embed.get("sconce", {})
+        log(f"  sentence-transformers encode(batch_size=32), in-process, torch {st.get('torch', '?')} "
+            f"{st.get('torch_cpu', '?')} threads={st.get('torch_threads', '?')}: {fmt(st.get('sent_per_s', float('nan')), ',.1f')} sent/s, "
+            f"{fmt(st.get('cpu_ms_per_sent', float('nan')), '.2f')} CPU-ms/sentence, "
+            f"max RSS {fmt(st.get('max_rss_mb', float('nan')), '.0f')} MB, load {fmt(st.get('load_s', float('nan')), '.1f')} s"
+            + (f"  !! {st['problem']}" if st.get("problem") else ""))
+        log(f"  sconce-server POST /v1/embeddings (32 strings, conc 1): "
+            f"{fmt(sc.get('sent_per_s', float('nan')), ',.1f')} sent/s, "
+            f"{fmt(sc.get('cpu_ms_per_sent', float('nan')), '.2f')} CPU-ms/sentence, "
+            f"RSS {fmt(sc.get('rss_mb', float('nan')), '.0f')} MB, ready {fmt(sc.get('ready_s', float('nan')), '.2f')} s, "
+            f"min cosine vs ST {fmt(sc.get('min_cos', float('nan')), '.6f')}"
+            + (f"  !! {sc['problem']}" if sc.get("problem") else ""))
+        ok = not sc.get("problem") and not st.get("problem")
+        ratio = sc.get("sent_per_s", float("nan")) / st.get("sent_per_s", float("nan")) if ok else float("nan")
+        log(f"  {'sconce / sentence-transformers throughput':<44}{fmt(ratio, '.2f') + 'x':>14}{'>=1x':>8}  "
+            f"{verdict(ratio, 1.0)}")
+
+    log(f"\nload avg at end {os.getloadavg()[0]:.2f}; total bench time {time.monotonic() - t_start:.0f} s; "
+        f"logs and raw results in {work}")
+    (work / "results.json").write_text(json.dumps(
+        {"rows": [r.__dict__ for r in rows], "embeddings": embed}, indent=1, default=str))
+    return 0
+
+
+def report_mlp(rows: list, concs: list[int], repeats: int, seconds: float) -> None:
     log("MLP 1000-64-64-10, KServe V2 REST on 127.0.0.1 (medians of "
         f"{repeats} x {seconds:g} s; CPU = server process tree utime+stime from /proc)")
     hdr = f"{'server':<16}{'payload':<8}{'conc':>5}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}" \
@@ -559,31 +588,6 @@ def main() -> int:
             tgt = f">={target:g}x" if target else "-"
             log(f"{name:<44}{conc:>5}{fmt(ratio, '.2f') + 'x':>9}{tgt:>8}  {v}")
 
-    if embed:
-        log("\nEmbeddings, all-MiniLM-L6-v2, batch 32 (sentences/s, median):")
-        st, sc = embed.get("st", {}), embed.get("sconce", {})
-        log(f"  sentence-transformers encode(batch_size=32), in-process, torch {st.get('torch', '?')} "
-            f"{st.get('torch_cpu', '?')} threads={st.get('torch_threads', '?')}: {fmt(st.get('sent_per_s', float('nan')), ',.1f')} sent/s, "
-            f"{fmt(st.get('cpu_ms_per_sent', float('nan')), '.2f')} CPU-ms/sentence, "
-            f"max RSS {fmt(st.get('max_rss_mb', float('nan')), '.0f')} MB, load {fmt(st.get('load_s', float('nan')), '.1f')} s"
-            + (f"  !! {st['problem']}" if st.get("problem") else ""))
-        log(f"  sconce-server POST /v1/embeddings (32 strings, conc 1): "
-            f"{fmt(sc.get('sent_per_s', float('nan')), ',.1f')} sent/s, "
-            f"{fmt(sc.get('cpu_ms_per_sent', float('nan')), '.2f')} CPU-ms/sentence, "
-            f"RSS {fmt(sc.get('rss_mb', float('nan')), '.0f')} MB, ready {fmt(sc.get('ready_s', float('nan')), '.2f')} s, "
-            f"min cosine vs ST {fmt(sc.get('min_cos', float('nan')), '.6f')}"
-            + (f"  !! {sc['problem']}" if sc.get("problem") else ""))
-        ok = not sc.get("problem") and not st.get("problem")
-        ratio = sc.get("sent_per_s", float("nan")) / st.get("sent_per_s", float("nan")) if ok else float("nan")
-        log(f"  {'sconce / sentence-transformers throughput':<44}{fmt(ratio, '.2f') + 'x':>14}{'>=1x':>8}  "
-            f"{verdict(ratio, 1.0)}")
-
-    log(f"\nload avg at end {os.getloadavg()[0]:.2f}; total bench time {time.monotonic() - t_start:.0f} s; "
-        f"logs and raw results in {work}")
-    (work / "results.json").write_text(json.dumps(
-        {"rows": [r.__dict__ for r in rows], "embeddings": embed}, indent=1, default=str))
-    return 0
-
 
 def embed_client(server: Server, body: bytes, seconds: float, ref: np.ndarray) -> dict:
     """Sequential POST /v1/embeddings on one keep-alive connection for about `seconds`."""
@@ -606,73 +610,105 @@ def embed_client(server: Server, body: bytes, seconds: float, ref: np.ndarray) -
 
 
 def bench_embeddings(args, py: str, work: Path, seconds: float, repeats: int) -> dict:
+    """sentence-transformers in-process vs sconce-server /v1/embeddings, runs interleaved ST, sconce, ..."""
     res: dict = {"st": {}, "sconce": {}}
+    st, sc = res["st"], res["sconce"]
     sents = sentences()
     sfile = work / "sentences.json"
     sfile.write_text(json.dumps(sents))
-    log(f"\n--- sentence-transformers in-process ({len(sents)} sentences per batch)")
-    st_out = work / "st.json"
-    try:
-        p = subprocess.run([py, str(BENCH_DIR / "embed_st.py"), "--model-dir", args.embed_model_dir,
-                            "--sentences", str(sfile), "--seconds", str(seconds), "--repeats", str(repeats),
-                            "--out", str(st_out)], env=server_env({"TOKENIZERS_PARALLELISM": "false",
-                                                                   "HF_HUB_OFFLINE": "1"}),
-                           capture_output=True, text=True, timeout=seconds * repeats + 300)
-        if p.returncode != 0:
-            raise RuntimeError(f"exit {p.returncode}: {p.stderr[-800:]}")
-        res["st"] = json.loads(st_out.read_text())
-        log(f"  {res['st']['sent_per_s']:.1f} sent/s (runs: "
-            + ", ".join(f"{r['sent_per_s']:.1f}" for r in res["st"]["runs"]) + ")")
-    except Exception as e:  # noqa: BLE001
-        res["st"]["problem"] = str(e).split("\n")[0]
-        log(f"  !! sentence-transformers failed: {e}")
-        return res
-    ref = np.load(work / "st.npy").astype(np.float64)
+    ref_file = work / "st-embeddings.npy"
+    log(f"\n--- sentence-transformers in-process ({len(sents)} sentences per batch) vs sconce-server "
+        f"--format bert, runs interleaved")
+    worker = subprocess.Popen(
+        [py, str(BENCH_DIR / "embed_st.py"), "--model-dir", args.embed_model_dir, "--sentences", str(sfile),
+         "--ref-out", str(ref_file)],
+        env=server_env({"TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(work / "st.log", "wb"), text=True)
 
-    if not args.sconce_bin:
-        res["sconce"]["problem"] = "sconce-server not available"
-        return res
-    port = free_port()
-    wd = work / "sconce-bert"
-    wd.mkdir(exist_ok=True)
-    server = Server("sconce-bert", "sconce-server (bert)", [
-        args.sconce_bin, "--model-dir", args.embed_model_dir, "--format", "bert", "--model-name",
-        EMBED_MODEL_NAME, "--host", "127.0.0.1", "--port", str(port)], port, wd)
+    def st_call(cmd: str | None) -> dict:
+        if cmd:
+            worker.stdin.write(cmd + "\n")
+            worker.stdin.flush()
+        line = worker.stdout.readline()
+        if not line:
+            raise RuntimeError(f"sentence-transformers worker died; log tail: "
+                               f"{(work / 'st.log').read_text(errors='replace')[-800:]}")
+        return json.loads(line)
+
+    server = None
     body = json.dumps({"model": EMBED_MODEL_NAME, "input": sents}).encode()
-    (wd / "embed.json").write_bytes(body)
-    log(f"\n--- sconce-server --format bert (port {port})")
-    sc = res["sconce"]
     try:
-        server.start()
-        sc["ready_s"] = server.ready_s
-        status, _, rbody = http_request(port, "POST", "/v1/embeddings", body, {"Content-Type": "application/json"})
-        err, sc["min_cos"] = (f"HTTP {status}: {rbody[:200]!r}", float("nan")) if status != 200 \
-            else check_embeddings(rbody, ref)
-        if err:
-            raise RuntimeError(f"wrong answer: {err}")
-        log(f"  first answer matches sentence-transformers (min cosine {sc['min_cos']:.6f})")
-        # A batch of 32 takes tens to hundreds of ms, so wrk's fixed window would cut off a large share of
-        # a run; a keep-alive client loop times whole requests instead, and checks every answer.
-        embed_client(server, body, 1.0, ref)  # warm-up
-        runs = [embed_client(server, body, seconds, ref) for _ in range(repeats)]
-        bad = [r["problem"] for r in runs if r["problem"]]
-        if bad:
-            sc["problem"] = bad[0]
-        sc["runs"] = runs
-        sc["sent_per_s"] = median(r["requests"] * len(sents) / r["wall_s"] for r in runs)
-        sc["cpu_ms_per_sent"] = median(r["cpu_s"] * 1e3 / max(r["requests"] * len(sents), 1) for r in runs)
-        sc["checked"] = sum(r["requests"] for r in runs)
-        sc["rss_mb"], _ = tree_rss_mb(server.proc.pid)
-        log(f"  {sc['sent_per_s']:.1f} sent/s (runs: "
-            + ", ".join(f"{r['requests'] * len(sents) / r['wall_s']:.1f}" for r in runs)
-            + f"), {sc['checked']} answers checked")
-    except Exception as e:  # noqa: BLE001
-        sc["problem"] = str(e).split("\n")[0]
-        log(f"  !! sconce-server (bert) failed: {e}")
-    finally:
-        server.stop()
-    return res
+        try:
+            st.update(st_call(None))
+            st["runs"] = []
+            ref = np.load(ref_file).astype(np.float64)
+            log(f"  sentence-transformers loaded in {st['load_s']:.1f} s (torch {st['torch']}, "
+                f"{st['torch_cpu']}, {st['torch_threads']} threads)")
+        except Exception as e:  # noqa: BLE001
+            st["problem"] = str(e).split("\n")[0]
+            log(f"  !! sentence-transformers failed: {e}")
+            return res
 
+        if not args.sconce_bin:
+            sc["problem"] = "sconce-server not available"
+        else:
+            port = free_port()
+            wd = work / "sconce-bert"
+            wd.mkdir(exist_ok=True)
+            server = Server("sconce-bert", "sconce-server (bert)", [
+                args.sconce_bin, "--model-dir", args.embed_model_dir, "--format", "bert", "--model-name",
+                EMBED_MODEL_NAME, "--host", "127.0.0.1", "--port", str(port)], port, wd)
+            try:
+                server.start()
+                sc["ready_s"] = server.ready_s
+                status, _, rbody = http_request(port, "POST", "/v1/embeddings", body,
+                                                {"Content-Type": "application/json"})
+                err, sc["min_cos"] = (f"HTTP {status}: {rbody[:200]!r}", float("nan")) if status != 200 \
+                    else check_embeddings(rbody, ref)
+                if err:
+                    raise RuntimeError(f"wrong answer: {err}")
+                log(f"  sconce-server ready in {server.ready_s:.2f} s; first answer matches "
+                    f"sentence-transformers (min cosine {sc['min_cos']:.6f})")
+                embed_client(server, body, 1.0, ref)  # warm-up
+                sc["runs"] = []
+            except Exception as e:  # noqa: BLE001
+                sc["problem"] = str(e).split("\n")[0]
+                log(f"  !! sconce-server (bert) failed: {e}")
+                server.stop()
+                server = None
+
+        for i in range(repeats):
+            r = st_call(f"run {seconds:g}")
+            st["runs"].append(r)
+            line = f"  run {i + 1}: sentence-transformers {r['sent_per_s']:.1f} sent/s"
+            if server is not None:
+                # A batch of 32 takes tens to hundreds of ms, so wrk's fixed window would cut off a large
+                # share of a run; a keep-alive client loop times whole requests and checks every answer.
+                c = embed_client(server, body, seconds, ref)
+                sc["runs"].append(c)
+                if c["problem"] and not sc.get("problem"):
+                    sc["problem"] = c["problem"]
+                line += f", sconce-server {c['requests'] * len(sents) / c['wall_s']:.1f} sent/s"
+            log(line)
+
+        st["sent_per_s"] = median(r["sent_per_s"] for r in st["runs"])
+        st["cpu_ms_per_sent"] = median(r["cpu_ms_per_sent"] for r in st["runs"])
+        st["max_rss_mb"] = st["runs"][-1]["max_rss_mb"] if st["runs"] else float("nan")
+        if server is not None:
+            runs = sc["runs"]
+            sc["sent_per_s"] = median(r["requests"] * len(sents) / r["wall_s"] for r in runs)
+            sc["cpu_ms_per_sent"] = median(r["cpu_s"] * 1e3 / max(r["requests"] * len(sents), 1) for r in runs)
+            sc["checked"] = sum(r["requests"] for r in runs)
+            sc["rss_mb"], _ = tree_rss_mb(server.proc.pid)
+    finally:
+        if server is not None:
+            server.stop()
+        try:
+            worker.stdin.close()
+            worker.wait(timeout=30)
+        except Exception:  # noqa: BLE001
+            worker.kill()
+    return res
 
 if __name__ == "__main__":
     sys.exit(main())
