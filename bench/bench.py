@@ -71,8 +71,8 @@ def free_port() -> int:
 # ---------------------------------------------------------------- /proc accounting
 
 
-def _proc_table() -> dict[int, tuple[int, int, int]]:
-    """pid -> (ppid, utime+stime+cutime+cstime ticks, rss pages)."""
+def _proc_table() -> dict[int, tuple[int, int, int, int]]:
+    """pid -> (ppid, utime+cutime ticks, stime+cstime ticks, rss pages)."""
     table = {}
     for d in os.listdir("/proc"):
         if not d.isdigit():
@@ -83,13 +83,13 @@ def _proc_table() -> dict[int, tuple[int, int, int]]:
         except OSError:
             continue
         rest = s[s.rindex(")") + 2 :].split()
-        table[int(d)] = (int(rest[1]), sum(int(v) for v in rest[11:15]), int(rest[21]))
+        table[int(d)] = (int(rest[1]), int(rest[11]) + int(rest[13]), int(rest[12]) + int(rest[14]), int(rest[21]))
     return table
 
 
 def _tree(root: int, table: dict) -> list[int]:
     children: dict[int, list[int]] = {}
-    for pid, (ppid, _, _) in table.items():
+    for pid, (ppid, *_) in table.items():
         children.setdefault(ppid, []).append(pid)
     out, todo = [], [root]
     while todo:
@@ -100,15 +100,22 @@ def _tree(root: int, table: dict) -> list[int]:
     return out
 
 
-def tree_cpu_s(root: int) -> float:
+def tree_cpu(root: int) -> tuple[float, float]:
+    """(user+system, system) CPU seconds of the process tree under root."""
     t = _proc_table()
-    return sum(t[p][1] for p in _tree(root, t)) / CLK_TCK
+    pids = _tree(root, t)
+    user, system = sum(t[p][1] for p in pids), sum(t[p][2] for p in pids)
+    return (user + system) / CLK_TCK, system / CLK_TCK
+
+
+def tree_cpu_s(root: int) -> float:
+    return tree_cpu(root)[0]
 
 
 def tree_rss_mb(root: int) -> tuple[float, int]:
     t = _proc_table()
     pids = _tree(root, t)
-    return sum(t[p][2] for p in pids) * PAGE / 2**20, len(pids)
+    return sum(t[p][3] for p in pids) * PAGE / 2**20, len(pids)
 
 
 # ---------------------------------------------------------------- HTTP + checks
@@ -256,13 +263,14 @@ def run_wrk(server: Server, payload: Payload, conc: int, seconds: float, sample_
                BENCH_SAMPLE_DIR=str(sample_dir or ""))
     argv = ["wrk", "-t", str(min(threads, conc)), "-c", str(conc), "-d", f"{seconds:g}s", "--timeout", "10s",
             "-s", str(BENCH_DIR / "wrk_post.lua"), f"http://127.0.0.1:{server.port}{payload.path}"]
-    cpu0 = tree_cpu_s(server.proc.pid)
+    cpu0, sys0 = tree_cpu(server.proc.pid)
     p = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=seconds + 60)
-    cpu1 = tree_cpu_s(server.proc.pid)
+    cpu1, sys1 = tree_cpu(server.proc.pid)
     if p.returncode != 0 or not out.exists():
         raise RuntimeError(f"wrk failed ({p.returncode}): {p.stdout[-500:]} {p.stderr[-500:]}")
     r = json.loads(out.read_text())
     r["cpu_s"] = cpu1 - cpu0
+    r["sys_pct"] = 100 * (sys1 - sys0) / r["cpu_s"] if r["cpu_s"] > 0 else float("nan")
     n = max(r["requests"], 1)
     r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
     r["cpu_ms_per_req"] = r["cpu_s"] * 1e3 / n
@@ -292,6 +300,7 @@ class Row:
     p50_ms: float = float("nan")
     p99_ms: float = float("nan")
     cpu_ms: float = float("nan")
+    sys_pct: float = float("nan")
     rss_mb: float = float("nan")
     procs: int = 0
     ready_s: float = float("nan")
@@ -344,6 +353,7 @@ def load_server(server: Server, payloads: list[Payload], concs: list[int], secon
             row.p50_ms = median(r["lat_p50_us"] / 1e3 for r in row.runs)
             row.p99_ms = median(r["lat_p99_us"] / 1e3 for r in row.runs)
             row.cpu_ms = median(r["cpu_ms_per_req"] for r in row.runs)
+            row.sys_pct = median(r["sys_pct"] for r in row.runs)
             row.rss_mb, row.procs = tree_rss_mb(server.proc.pid)
             if bad_samples:
                 row.problem = f"{len(bad_samples)} sampled bodies wrong, e.g. {bad_samples[0]}"
@@ -559,13 +569,13 @@ def report_mlp(rows: list, concs: list[int], repeats: int, seconds: float) -> No
     log("MLP 1000-64-64-10, KServe V2 REST on 127.0.0.1 (medians of "
         f"{repeats} x {seconds:g} s; CPU = server process tree utime+stime from /proc)")
     hdr = f"{'server':<16}{'payload':<8}{'conc':>5}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}" \
-          f"{'CPU ms/req':>12}{'RSS MB':>8}{'procs':>6}{'ready s':>9}  check"
+          f"{'CPU ms/req':>12}{'sys%':>6}{'RSS MB':>8}{'procs':>6}{'ready s':>9}  check"
     log(hdr)
     log("-" * len(hdr))
     for r in rows:
         check = r.problem or f"ok ({r.samples_ok} bodies)"
         log(f"{r.label:<16}{r.payload:<8}{r.conc:>5}{fmt(r.rps, ',.0f'):>10}{fmt(r.p50_ms, '.2f'):>9}"
-            f"{fmt(r.p99_ms, '.2f'):>9}{fmt(r.cpu_ms, '.3f'):>12}{fmt(r.rss_mb, '.0f'):>8}{r.procs:>6}"
+            f"{fmt(r.p99_ms, '.2f'):>9}{fmt(r.cpu_ms, '.3f'):>12}{fmt(r.sys_pct, '.0f'):>6}{fmt(r.rss_mb, '.0f'):>8}{r.procs:>6}"
             f"{fmt(r.ready_s, '.2f'):>9}  {check}")
 
     def cpu(key, payload, conc):
