@@ -424,6 +424,7 @@ def main() -> int:
     ap.add_argument("--venv", required=True, help="venv with kserve, fastapi, sentence-transformers")
     ap.add_argument("--mlserver-venv", required=True)
     ap.add_argument("--sconce-bin", default="", help="target/release/sconce-server; empty skips sconce")
+    ap.add_argument("--sconce-rev", default="", help="which source the binary was built from")
     ap.add_argument("--embed-model-dir", default="", help="all-MiniLM-L6-v2 dir; empty skips embeddings")
     ap.add_argument("--workdir", required=True)
     args = ap.parse_args()
@@ -458,7 +459,8 @@ def main() -> int:
     log(f"mlserver venv: {numpy_kernel(str(mlpy / 'python'))}")
     log(f"  {pkg_versions(str(mlpy / 'python'), ['mlserver', 'uvloop', 'fastapi'])}")
     wrk_ver = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0]
-    log(f"client: {wrk_ver.strip()}; sconce-server: {args.sconce_bin or 'not available'}")
+    log(f"client: {wrk_ver.strip()}")
+    log(f"sconce-server: {args.sconce_bin or 'not available'}" + (f" ({args.sconce_rev})" if args.sconce_rev else ""))
     log("=" * 100)
 
     # ---- model, inputs, reference, request bodies

@@ -60,12 +60,23 @@ sync_venv "$mlvenv" "$here/requirements-mlserver.txt"
 
 # --- sconce-server: an explicit binary, or one release build (cargo is a no-op when up to date)
 sconce_bin=""
+sconce_rev=""
 if [[ -n "${SCONCE_BIN:-}" ]]; then
     sconce_bin="$SCONCE_BIN"
+    sconce_rev="given as SCONCE_BIN"
 elif [[ "${BENCH_SCONCE:-1}" != 0 ]]; then
+    built="${CARGO_TARGET_DIR:-$root/target}/release/sconce-server"
+    sconce_rev="$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')"
+    if [[ -n "$(git -C "$root" status --porcelain -- server Cargo.toml Cargo.lock 2>/dev/null)" ]]; then
+        sconce_rev="$sconce_rev + uncommitted changes in server/"
+    fi
     if [[ -f "$root/server/Cargo.toml" ]] && (cd "$root" && cargo build --release -p sconce-server >&2); then
-        sconce_bin="${CARGO_TARGET_DIR:-$root/target}/release/sconce-server"
-        [[ -x "$sconce_bin" ]] || { say "no $sconce_bin after the build"; sconce_bin=""; }
+        sconce_bin="$built"
+        sconce_rev="built from $sconce_rev"
+    elif [[ -x "$built" ]]; then
+        say "sconce-server does not build now: using the existing, older $built"
+        sconce_bin="$built"
+        sconce_rev="STALE binary from $(date -u -r "$built" '+%Y-%m-%d %H:%M UTC'); the tree ($sconce_rev) does not build"
     else
         say "sconce-server does not build: benchmarking the peers only"
     fi
@@ -79,4 +90,4 @@ fi
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/sconce-bench.XXXXXX")"
 "$venv/bin/python" "$here/bench.py" --venv "$venv" --mlserver-venv "$mlvenv" \
-    --sconce-bin "$sconce_bin" --embed-model-dir "$embed_dir" --workdir "$work" | tee "$work/report.txt"
+    --sconce-bin "$sconce_bin" --sconce-rev "$sconce_rev" --embed-model-dir "$embed_dir" --workdir "$work" | tee "$work/report.txt"
