@@ -369,11 +369,12 @@ def load_server(server: Server, payloads: list[Payload], concs: list[int], secon
 # ---------------------------------------------------------------- report helpers
 
 
-def numpy_kernel(python: str) -> str:
+def numpy_kernel(python: str, env: dict | None = None) -> str:
     code = ("import json, numpy, threadpoolctl;"
             "print(json.dumps([numpy.__version__, threadpoolctl.threadpool_info()]))")
     try:
-        out = subprocess.run([python, "-c", code], env=server_env(), capture_output=True, text=True, timeout=120)
+        out = subprocess.run([python, "-c", code], env=env or server_env(), capture_output=True, text=True,
+                             timeout=120)
         ver, info = json.loads(out.stdout)
         libs = ", ".join(f"{i.get('internal_api')} {i.get('version')} kernel={i.get('architecture')} "
                          f"threads={i.get('num_threads')}" for i in info) or "no BLAS found"
@@ -454,6 +455,8 @@ def main() -> int:
     was = {k: os.environ[k] for k in OPENBLAS_VARS if k in os.environ}
     log(f"env: {' '.join(f'{k}={v}' for k, v in was.items()) or 'OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE not set'}"
         f"{' -> unset for every server process' if was else ''}")
+    if was:
+        log(f"  (with them set, numpy would use: {numpy_kernel(py, dict(os.environ))})")
     log(f"peers venv: {numpy_kernel(py)}")
     log(f"  {pkg_versions(py, ['kserve', 'fastapi', 'uvicorn', 'orjson', 'torch', 'sentence-transformers'])}")
     log(f"mlserver venv: {numpy_kernel(str(mlpy / 'python'))}")
