@@ -197,7 +197,7 @@ class Server:
 
     def start(self, timeout: float = 180.0) -> None:
         self.log_path = self.workdir / f"{self.key}.log"
-        logf = open(self.log_path, "wb")
+        logf = open(self.log_path, "ab")  # appended across rounds
         t0 = time.monotonic()
         self.proc = subprocess.Popen(self.argv, stdout=logf, stderr=subprocess.STDOUT, cwd=self.workdir,
                                      env=self.env, start_new_session=True)
@@ -308,6 +308,9 @@ class Row:
     errors: int = 0
     samples_ok: int = 0
     runs: list = field(default_factory=list)
+    rss_runs: list = field(default_factory=list)
+    ready_runs: list = field(default_factory=list)
+    bad_samples: list = field(default_factory=list)
     problem: str = ""
 
 
@@ -316,13 +319,13 @@ def median(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
-def load_server(server: Server, payloads: list[Payload], concs: list[int], seconds: float, repeats: int,
-                threads: int, ref: np.ndarray) -> list[Row]:
-    rows = []
+def load_server(server: Server, payloads: list[Payload], concs: list[int], seconds: float, threads: int,
+                ref: np.ndarray, rows: dict) -> None:
+    """One round on a started server: check each payload's first answer, then per concurrency a 1 s
+    unmeasured warm-up and one measured wrk run of `seconds`, appended to rows[(key, payload, conc)]."""
     sample_dir = server.workdir / "samples"
     sample_dir.mkdir(exist_ok=True)
     for payload in payloads:
-        # One request per payload before any load: the answer must match the reference.
         hdrs = {"Content-Type": payload.content_type}
         if payload.ihcl:
             hdrs["Inference-Header-Content-Length"] = str(payload.ihcl)
@@ -331,39 +334,46 @@ def load_server(server: Server, payloads: list[Payload], concs: list[int], secon
         err = f"HTTP {status}: {body[:200]!r}" if status != 200 else check_output(body, int(hl) if hl else None, ref)
         if err:
             log(f"  !! {server.label} [{payload.key}] wrong first answer: {err}")
-            rows.extend(Row(server.key, server.label, payload.key, c, ready_s=server.ready_s,
-                            problem=f"wrong answer: {err}") for c in concs)
+            for c in concs:
+                rows[(server.key, payload.key, c)].problem = f"wrong answer: {err}"
             continue
-        log(f"  {server.label} [{payload.key}]: first answer matches the numpy reference (<= {TOLERANCE})")
+        parts = []
         for conc in concs:
-            row = Row(server.key, server.label, payload.key, conc, ready_s=server.ready_s)
+            row = rows[(server.key, payload.key, conc)]
             run_wrk(server, payload, conc, 1, None, threads)  # warm-up, not measured
-            bad_samples = []
-            for _ in range(repeats):
-                r = run_wrk(server, payload, conc, seconds, sample_dir, threads)
-                n, bad = verify_samples(sample_dir, ref)
-                row.samples_ok += n - len(bad)
-                bad_samples += bad
-                row.errors += r["bad_status"] + r["socket_errors"]
-                row.requests += r["requests"]
-                row.runs.append(r)
-                if r["bad_status"]:
-                    log(f"  !! {server.label} [{payload.key}] c={conc}: {r['bad_status']} non-200, first: {r['first_bad']}")
-            row.rps = median(r["rps"] for r in row.runs)
-            row.p50_ms = median(r["lat_p50_us"] / 1e3 for r in row.runs)
-            row.p99_ms = median(r["lat_p99_us"] / 1e3 for r in row.runs)
-            row.cpu_ms = median(r["cpu_ms_per_req"] for r in row.runs)
-            row.sys_pct = median(r["sys_pct"] for r in row.runs)
-            row.rss_mb, row.procs = tree_rss_mb(server.proc.pid)
-            if bad_samples:
-                row.problem = f"{len(bad_samples)} sampled bodies wrong, e.g. {bad_samples[0]}"
-            elif row.errors:
-                row.problem = f"{row.errors} failed requests"
-            log(f"  {server.label} [{payload.key}] c={conc}: {row.rps:,.0f} req/s, p50 {row.p50_ms:.2f} ms, "
-                f"p99 {row.p99_ms:.2f} ms, {row.cpu_ms:.3f} CPU-ms/req, {row.samples_ok} sampled bodies ok"
-                + (f"  !! {row.problem}" if row.problem else ""))
-            rows.append(row)
-    return rows
+            r = run_wrk(server, payload, conc, seconds, sample_dir, threads)
+            n, bad = verify_samples(sample_dir, ref)
+            row.samples_ok += n - len(bad)
+            row.bad_samples += bad
+            row.errors += r["bad_status"] + r["socket_errors"]
+            row.requests += r["requests"]
+            row.runs.append(r)
+            row.rss_runs.append(tree_rss_mb(server.proc.pid))
+            if r["bad_status"]:
+                log(f"  !! {server.label} [{payload.key}] c={conc}: {r['bad_status']} non-200, first: {r['first_bad']}")
+            parts.append(f"c={conc} {r['rps']:,.0f} req/s {r['cpu_ms_per_req']:.3f} CPU-ms/req"
+                         + (f" !! {len(bad)} wrong bodies" if bad else ""))
+        log(f"  {server.label} [{payload.key}] answer ok; " + "; ".join(parts))
+
+
+def finish_row(row: "Row") -> None:
+    row.rps = median(r["rps"] for r in row.runs)
+    row.p50_ms = median(r["lat_p50_us"] / 1e3 for r in row.runs)
+    row.p99_ms = median(r["lat_p99_us"] / 1e3 for r in row.runs)
+    row.cpu_ms = median(r["cpu_ms_per_req"] for r in row.runs)
+    row.sys_pct = median(r["sys_pct"] for r in row.runs)
+    if row.rss_runs:
+        row.rss_mb = median(m for m, _ in row.rss_runs)
+        row.procs = max(n for _, n in row.rss_runs)
+    row.ready_s = median(row.ready_runs)
+    if row.problem:
+        return
+    if row.bad_samples:
+        row.problem = f"{len(row.bad_samples)} sampled bodies wrong, e.g. {row.bad_samples[0]}"
+    elif row.errors:
+        row.problem = f"{row.errors} failed requests"
+    elif not row.runs:
+        row.problem = "not measured"
 
 
 # ---------------------------------------------------------------- report helpers
@@ -491,7 +501,7 @@ def main() -> int:
     def mk(key, label, argv_fn):
         port = free_port()
         wd = work / key
-        wd.mkdir(exist_ok=True)
+        wd.mkdir(exist_ok=True)  # reused across rounds; logs are overwritten
         return Server(key, label, argv_fn(port, wd), port, wd)
 
     def mlserver_argv(port, wd):
@@ -519,21 +529,37 @@ def main() -> int:
             args.sconce_bin, "--model-dir", str(model_dir), "--format", "sequential",
             "--model-name", MODEL_NAME, "--host", "127.0.0.1", "--port", str(port)], [p_json, p_bin]))
 
-    rows: list[Row] = []
-    for key, label, argv_fn, payloads in plan:
-        server = mk(key, label, argv_fn)
-        log(f"\n--- {server.label} (port {server.port}, log in {server.workdir})")
-        try:
-            server.start()
-            rss0, nproc0 = tree_rss_mb(server.proc.pid)
-            log(f"  ready in {server.ready_s:.2f} s, idle RSS {rss0:.0f} MB in {nproc0} process(es)")
-            rows += load_server(server, payloads, concs, seconds, repeats, wrk_threads, ref)
-        except Exception as e:  # noqa: BLE001 - report and go on with the other servers
-            log(f"  !! {server.label} failed: {e}")
-            rows += [Row(server.key, server.label, p.key, c, problem=str(e).split("\n")[0]) for p in payloads
-                     for c in concs]
-        finally:
-            server.stop()
+    # Rounds: every server in turn, started afresh each round, one measured run per concurrency; the
+    # report takes medians over rounds, so background load on this shared machine hits all servers alike.
+    rows_by_key = {(key, p.key, c): Row(key, label, p.key, c)
+                   for key, label, _, payloads in plan for p in payloads for c in concs}
+    failed: set[str] = set()
+    for rnd in range(repeats):
+        log(f"\n--- round {rnd + 1}/{repeats}")
+        for key, label, argv_fn, payloads in plan:
+            if key in failed:
+                continue
+            server = mk(key, label, argv_fn)
+            try:
+                server.start()
+                rss0, nproc0 = tree_rss_mb(server.proc.pid)
+                log(f"  {label}: ready in {server.ready_s:.2f} s (port {server.port}), idle RSS {rss0:.0f} MB "
+                    f"in {nproc0} process(es)")
+                for p in payloads:
+                    for c in concs:
+                        rows_by_key[(key, p.key, c)].ready_runs.append(server.ready_s)
+                load_server(server, payloads, concs, seconds, wrk_threads, ref, rows_by_key)
+            except Exception as e:  # noqa: BLE001 - report and go on with the other servers
+                log(f"  !! {label} failed: {e}\n  (log: {server.log_path})")
+                failed.add(key)
+                for p in payloads:
+                    for c in concs:
+                        rows_by_key[(key, p.key, c)].problem = str(e).split("\n")[0]
+            finally:
+                server.stop()
+    rows = list(rows_by_key.values())
+    for r in rows:
+        finish_row(r)
 
     # ---- embeddings
     embed = {}
@@ -560,7 +586,7 @@ def main() -> int:
             + (f"  !! {sc['problem']}" if sc.get("problem") else ""))
         ok = not sc.get("problem") and not st.get("problem")
         ratio = sc.get("sent_per_s", float("nan")) / st.get("sent_per_s", float("nan")) if ok else float("nan")
-        log(f"  {'sconce / sentence-transformers throughput':<44}{fmt(ratio, '.2f') + 'x':>14}{'>=1x':>8}  "
+        log(f"  {'sconce / sentence-transformers throughput':<44}{fmt(ratio, '.2f') + ('x' if ratio == ratio else ''):>14}{'>=1x':>8}  "
             f"{verdict(ratio, 1.0)}")
 
     log(f"\nload avg at end {os.getloadavg()[0]:.2f}; total bench time {time.monotonic() - t_start:.0f} s; "
@@ -571,7 +597,7 @@ def main() -> int:
 
 
 def report_mlp(rows: list, concs: list[int], repeats: int, seconds: float) -> None:
-    log("MLP 1000-64-64-10, KServe V2 REST on 127.0.0.1 (medians of "
+    log("MLP 1000-64-64-10, KServe V2 REST on 127.0.0.1 (medians of rounds: "
         f"{repeats} x {seconds:g} s; CPU = server process tree utime+stime from /proc)")
     hdr = f"{'server':<16}{'payload':<8}{'conc':>5}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}" \
           f"{'CPU ms/req':>12}{'sys%':>6}{'RSS MB':>8}{'procs':>6}{'ready s':>9}  check"
@@ -601,7 +627,7 @@ def report_mlp(rows: list, concs: list[int], repeats: int, seconds: float) -> No
             ratio = cpu(peer, "json", conc) / cpu("sconce", sp, conc)
             v = verdict(ratio, target) if target else "-"
             tgt = f">={target:g}x" if target else "-"
-            log(f"{name:<44}{conc:>5}{fmt(ratio, '.2f') + 'x':>9}{tgt:>8}  {v}")
+            log(f"{name:<44}{conc:>5}{fmt(ratio, '.2f') + ('x' if ratio == ratio else ''):>9}{tgt:>8}  {v}")
 
 
 def embed_client(server: Server, body: bytes, seconds: float, ref: np.ndarray) -> dict:
