@@ -6,7 +6,7 @@
 #
 # Environment (all optional):
 #   BENCH_SECONDS=8       length of one measured wrk run
-#   BENCH_REPEATS=3       runs per (server, concurrency); the report shows medians
+#   BENCH_REPEATS=3       rounds (each server started and measured once per round); medians reported
 #   BENCH_CONCURRENCY=1,32
 #   BENCH_ROWS=1          rows per MLP request ([ROWS,1000] FP32)
 #   BENCH_WRK_THREADS=1   wrk threads (the client shares the 2 cores with the server)
