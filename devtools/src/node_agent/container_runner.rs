@@ -248,8 +248,9 @@ impl Runner {
             s.ready = startup.is_none() && readiness.is_none();
         });
         loop {
+            // only probes that are active now: a finished startup probe must not wake the loop
             let next = [
-                start_due,
+                if start.is_some() { start_due } else { None },
                 if start.is_none() { ready_due } else { None },
                 if start.is_none() { live_due } else { None },
             ]
@@ -284,6 +285,7 @@ impl Runner {
                 let ok = self.check(plan, "startup").await;
                 if tracker.record(ok) {
                     start = None;
+                    start_due = None;
                     let begin_others = Instant::now();
                     ready_due = readiness.as_ref().map(|_| begin_others);
                     live_due = liveness.as_ref().map(|_| begin_others);

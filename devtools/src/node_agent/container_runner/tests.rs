@@ -167,3 +167,39 @@ async fn refused_launch_waits_with_its_reason_until_stopped() {
         .expect("runner ends")
         .expect("no panic");
 }
+
+#[tokio::test]
+async fn startup_probe_gates_readiness_and_probes_keep_their_period() {
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while listener.accept().await.is_ok() {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let plan = ProbePlan {
+        check: ProbeCheck::Tcp { host: None, port },
+        initial_delay: Duration::ZERO,
+        period: Duration::from_millis(200),
+        timeout: Duration::from_millis(200),
+        success_threshold: 1,
+        failure_threshold: 3,
+    };
+    let mut cfg = config("exec sleep 30", "Always");
+    cfg.startup = Some(plan.clone());
+    cfg.readiness = Some(plan.clone());
+    cfg.liveness = Some(plan);
+    let mut handle = spawn_runner(cfg, Arc::new(Notify::new()));
+    let snap = wait_for(&mut handle, "started and ready", |s| s.started && s.ready).await;
+    assert_eq!(snap.restart_count, 0);
+    let before = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let probes = accepted.load(std::sync::atomic::Ordering::SeqCst) - before;
+    // readiness + liveness every 200 ms: about 10 in a second, and the startup probe has stopped
+    assert!((4..=16).contains(&probes), "{probes} probes in 1 s");
+    handle.stop.send_replace(Some(Duration::from_secs(1)));
+}
