@@ -51,7 +51,7 @@ async fn example_manifest_creates_children_that_follow_the_spec() {
     let d = wait_until(WAIT, "Deployment mnist-1", || async { deployments.get_opt("mnist-1").await.ok().flatten() }).await;
     let md = mds.get("mnist").await.expect("ModelDeployment");
 
-    let spec = d.spec.clone().expect("spec");
+    let spec = d.spec.clone();
     assert_eq!(spec.replicas, Some(2));
     let pod = spec.template.spec.clone().expect("pod spec");
     let c = &pod.containers[0];
@@ -93,14 +93,14 @@ async fn example_manifest_creates_children_that_follow_the_spec() {
     kubectl_ok(&["patch", "-n", &ns, "modeldeployment", "mnist", "--type=merge", "-p", r#"{"spec":{"replicas":3}}"#], None);
     wait_until(WAIT, "Deployment scaled to 3", || async {
         let d = deployments.get("mnist-1").await.ok()?;
-        (d.spec?.replicas == Some(3)).then_some(())
+        (d.spec.replicas == Some(3)).then_some(())
     })
     .await;
     // ...and so does the scale subresource (kubectl scale, HPA).
     kubectl_ok(&["scale", "-n", &ns, "modeldeployment/mnist", "--replicas=1"], None);
     wait_until(WAIT, "Deployment scaled to 1", || async {
         let d = deployments.get("mnist-1").await.ok()?;
-        (d.spec?.replicas == Some(1)).then_some(())
+        (d.spec.replicas == Some(1)).then_some(())
     })
     .await;
 
@@ -209,7 +209,7 @@ async fn invalid_spec_is_degraded_with_a_warning_and_touches_nothing() {
     assert!(deployments.get_opt("broken-1").await.expect("get").is_none(), "no children for an invalid spec");
     let unchanged = deployments.get("mnist-1").await.expect("deployment");
     assert_eq!(unchanged.metadata.resource_version, d.metadata.resource_version, "Deployment untouched");
-    assert_eq!(unchanged.spec.and_then(|s| s.replicas), Some(2));
+    assert_eq!(unchanged.spec.replicas, Some(2));
 
     // No hot loop: the invalid objects are not reconciled again and again.
     let before = (operator.reconciliations(), mds.get("broken").await.expect("md").metadata.resource_version);

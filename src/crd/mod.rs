@@ -12,3 +12,18 @@ pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
         serde_yaml::to_string(&crd)?
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    /// `crds/` must be exactly what the Rust types generate: regenerate with
+    /// `cargo run -- crd > crds/modeldeployments.sconce.dev.yaml`.
+    #[test]
+    fn checked_in_crd_is_not_stale() {
+        let checked_in = include_str!("../../crds/modeldeployments.sconce.dev.yaml");
+        let generated = super::crd_yaml().expect("CRD serialises");
+        assert!(
+            checked_in == generated,
+            "crds/modeldeployments.sconce.dev.yaml is stale: run `cargo run -- crd > crds/modeldeployments.sconce.dev.yaml`"
+        );
+    }
+}

@@ -29,7 +29,7 @@ where
     Ok(api.patch(name, &params, &Patch::Apply(object)).await?)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Debug)]
 struct StatusPatch<'a> {
     status: &'a ModelDeploymentStatus,
 }

@@ -54,13 +54,14 @@ impl RolloutProgress {
 fn deployment_failure(deployment: Option<&Deployment>) -> Option<(String, String)> {
     let conditions = deployment?.status.as_ref()?.conditions.as_ref()?;
     conditions.iter().find_map(|c| {
-        let failed = (c.type_ == "Progressing"
-            && c.status == "False"
+        let (type_, status) = (c.type_.as_deref()?, c.status.as_deref()?);
+        let failed = (type_ == "Progressing"
+            && status == "False"
             && c.reason.as_deref() == Some("ProgressDeadlineExceeded"))
-            || (c.type_ == "ReplicaFailure" && c.status == "True");
+            || (type_ == "ReplicaFailure" && status == "True");
         failed.then(|| {
             (
-                c.reason.clone().unwrap_or_else(|| c.type_.clone()),
+                c.reason.clone().unwrap_or_else(|| type_.to_string()),
                 c.message.clone().unwrap_or_default(),
             )
         })

@@ -79,7 +79,7 @@ pub fn deployment(
             owner_references: Some(vec![owner]),
             ..Default::default()
         },
-        spec: Some(DeploymentSpec {
+        spec: DeploymentSpec {
             replicas: Some(md.spec.replicas),
             selector: LabelSelector {
                 match_labels: Some(labels::pod_selector(model)),
@@ -110,7 +110,7 @@ pub fn deployment(
                 }),
             },
             ..Default::default()
-        }),
+        },
         ..Default::default()
     }
 }

@@ -34,7 +34,7 @@ fn owner(md: &ModelDeployment) -> k8s_openapi::apimachinery::pkg::apis::meta::v1
 }
 
 fn server_container(d: &k8s_openapi::api::apps::v1::Deployment) -> Container {
-    d.spec.as_ref().expect("spec").template.spec.as_ref().expect("pod spec").containers[0].clone()
+    d.spec.template.spec.as_ref().expect("pod spec").containers[0].clone()
 }
 
 #[test]
@@ -50,7 +50,7 @@ fn deployment_runs_the_server_with_the_model_mounted() {
     assert_eq!(refs[0].uid, "1234-abcd");
     assert_eq!(refs[0].controller, Some(true));
 
-    let spec = d.spec.clone().expect("spec");
+    let spec = d.spec.clone();
     assert_eq!(spec.replicas, Some(2));
     let selector = spec.selector.match_labels.clone().expect("selector");
     assert_eq!(selector.get(INSTANCE_LABEL).map(String::as_str), Some("mnist"));
@@ -117,7 +117,7 @@ spec:
     assert_eq!(after("--format"), "bert");
     assert_eq!(after("--model-name"), "embed");
     assert_eq!(after("--port"), "8080");
-    assert_eq!(d.spec.expect("spec").replicas, Some(1), "replicas default to 1");
+    assert_eq!(d.spec.replicas, Some(1), "replicas default to 1");
 }
 
 #[test]
@@ -133,7 +133,7 @@ spec:
     );
     let model = validate(&md).expect("valid");
     let d = deployment(&md, &model, &config(), owner(&md));
-    let pod = d.spec.expect("spec").template.spec.expect("pod");
+    let pod = d.spec.template.spec.expect("pod");
     let claim = pod.volumes.expect("volumes")[0].persistent_volume_claim.clone().expect("pvc");
     assert_eq!(claim.claim_name, "models");
     let mount = pod.containers[0].volume_mounts.clone().expect("mounts")[0].clone();
