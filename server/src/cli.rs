@@ -23,10 +23,19 @@ impl Format {
 }
 
 #[derive(Debug, Clone, Parser)]
-#[command(name = "sconce-server", version, about = "Sconce's candle inference server")]
+#[command(
+    name = "sconce-server",
+    version,
+    about = "Sconce's candle inference server"
+)]
 pub struct Args {
     /// Directory holding the model (see docs/model-format.md).
-    #[arg(long, env = "SCONCE_MODEL_DIR", conflicts_with = "model_uri", required_unless_present = "model_uri")]
+    #[arg(
+        long,
+        env = "SCONCE_MODEL_DIR",
+        conflicts_with = "model_uri",
+        required_unless_present = "model_uri"
+    )]
     pub model_dir: Option<PathBuf>,
 
     /// Where to fetch the model directory from: file://, http:// or https:// (a directory prefix).
@@ -80,5 +89,4 @@ pub struct Args {
     /// File holding a bearer token; when set, every route but health and metrics needs it.
     #[arg(long, env = "SCONCE_API_KEY_FILE")]
     pub api_key_file: Option<PathBuf>,
-
 }

@@ -64,7 +64,13 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::warn!(error = %self, "request failed");
         }
-        let mut resp = (status, Json(ErrorBody { error: self.to_string() })).into_response();
+        let mut resp = (
+            status,
+            Json(ErrorBody {
+                error: self.to_string(),
+            }),
+        )
+            .into_response();
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
@@ -82,9 +88,21 @@ mod tests {
     #[test]
     fn statuses() {
         assert_eq!(ApiError::bad("x").status(), StatusCode::BAD_REQUEST);
-        assert_eq!(ApiError::NotFound("x".into()).status(), StatusCode::NOT_FOUND);
-        assert_eq!(ApiError::PayloadTooLarge(1).status(), StatusCode::PAYLOAD_TOO_LARGE);
-        assert_eq!(ApiError::Overloaded("queue").status(), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(ApiError::NotReady("m".into()).status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            ApiError::NotFound("x".into()).status(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            ApiError::PayloadTooLarge(1).status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert_eq!(
+            ApiError::Overloaded("queue").status(),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        assert_eq!(
+            ApiError::NotReady("m".into()).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
     }
 }

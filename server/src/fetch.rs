@@ -151,13 +151,23 @@ async fn download(client: &reqwest::Client, url: &str, dst: &Path) -> anyhow::Re
         .with_context(|| format!("creating {}", dst.display()))?;
     let mut done: u64 = 0;
     let mut next_report: u64 = 0;
-    while let Some(chunk) = resp.chunk().await.with_context(|| format!("reading {url}"))? {
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .with_context(|| format!("reading {url}"))?
+    {
         file.write_all(&chunk).await?;
         done += chunk.len() as u64;
         if done >= next_report {
             match total {
                 Some(t) if t > 0 => {
-                    tracing::info!(url, bytes = done, total = t, percent = done * 100 / t, "downloading");
+                    tracing::info!(
+                        url,
+                        bytes = done,
+                        total = t,
+                        percent = done * 100 / t,
+                        "downloading"
+                    );
                     next_report = done + t / 10;
                 }
                 _ => {

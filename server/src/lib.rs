@@ -42,7 +42,11 @@ pub async fn bind(args: Args) -> anyhow::Result<Server> {
                 .with_context(|| format!("reading --api-key-file {}", path.display()))?
                 .trim()
                 .to_string();
-            anyhow::ensure!(!key.is_empty(), "--api-key-file {} is empty", path.display());
+            anyhow::ensure!(
+                !key.is_empty(),
+                "--api-key-file {} is empty",
+                path.display()
+            );
             Some(key)
         }
         None => None,
@@ -74,7 +78,10 @@ impl Server {
 
     /// Loads the model in the background and serves until `shutdown` resolves (then finishes
     /// in-flight requests) or loading fails (an error: the server refuses to start).
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let Server {
             listener,
             state,

@@ -52,8 +52,9 @@ impl Metrics {
     pub fn new(model: &str) -> Self {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
-        let duration =
-            Family::<ProtocolLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> _);
+        let duration = Family::<ProtocolLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> _,
+        );
         let in_flight = Family::<ModelLabels, Gauge>::default();
         let queue_depth = Family::<ModelLabels, Gauge>::default();
         let batch_size =
@@ -149,7 +150,9 @@ impl Metrics {
     }
 
     pub fn batch_duration(&self) -> Histogram {
-        self.batch_duration.get_or_create(&self.model_labels()).clone()
+        self.batch_duration
+            .get_or_create(&self.model_labels())
+            .clone()
     }
 
     pub fn set_ready(&self) {

@@ -10,7 +10,10 @@ use common::{Rng, TestServer, assert_close, floats, write_safetensors};
 use serde_json::json;
 
 const H: usize = 8;
-const WORDS: &[&str] = &["[PAD]", "[CLS]", "[SEP]", "[UNK]", "the", "cat", "sat", "on", "mat", "a", "dog", "ran", "fast", "hello", "world"];
+const WORDS: &[&str] = &[
+    "[PAD]", "[CLS]", "[SEP]", "[UNK]", "the", "cat", "sat", "on", "mat", "a", "dog", "ran",
+    "fast", "hello", "world",
+];
 
 fn write_tiny_bert(dir: &Path) {
     let (layers, inter, max_pos, vocab) = (2, 16, 32, WORDS.len());
@@ -38,8 +41,11 @@ fn write_tiny_bert(dir: &Path) {
         .to_string(),
     )
     .unwrap();
-    let vocab_map: serde_json::Map<String, serde_json::Value> =
-        WORDS.iter().enumerate().map(|(i, w)| (w.to_string(), json!(i))).collect();
+    let vocab_map: serde_json::Map<String, serde_json::Value> = WORDS
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (w.to_string(), json!(i)))
+        .collect();
     let tokenizer = json!({
         "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
         "normalizer": {"type": "Lowercase"},
@@ -69,19 +75,44 @@ fn write_tiny_bert(dir: &Path) {
         };
         t.insert(name.to_string(), (shape, v));
     };
-    put("embeddings.word_embeddings.weight", vec![vocab, H], &mut rng);
-    put("embeddings.position_embeddings.weight", vec![max_pos, H], &mut rng);
-    put("embeddings.token_type_embeddings.weight", vec![2, H], &mut rng);
+    put(
+        "embeddings.word_embeddings.weight",
+        vec![vocab, H],
+        &mut rng,
+    );
+    put(
+        "embeddings.position_embeddings.weight",
+        vec![max_pos, H],
+        &mut rng,
+    );
+    put(
+        "embeddings.token_type_embeddings.weight",
+        vec![2, H],
+        &mut rng,
+    );
     put("embeddings.LayerNorm.weight", vec![H], &mut rng);
     put("embeddings.LayerNorm.bias", vec![H], &mut rng);
     for i in 0..layers {
         let p = format!("encoder.layer.{i}.");
-        for m in ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"] {
+        for m in [
+            "attention.self.query",
+            "attention.self.key",
+            "attention.self.value",
+            "attention.output.dense",
+        ] {
             put(&format!("{p}{m}.weight"), vec![H, H], &mut rng);
             put(&format!("{p}{m}.bias"), vec![H], &mut rng);
         }
-        put(&format!("{p}intermediate.dense.weight"), vec![inter, H], &mut rng);
-        put(&format!("{p}intermediate.dense.bias"), vec![inter], &mut rng);
+        put(
+            &format!("{p}intermediate.dense.weight"),
+            vec![inter, H],
+            &mut rng,
+        );
+        put(
+            &format!("{p}intermediate.dense.bias"),
+            vec![inter],
+            &mut rng,
+        );
         put(&format!("{p}output.dense.weight"), vec![H, inter], &mut rng);
         put(&format!("{p}output.dense.bias"), vec![H], &mut rng);
         for ln in ["attention.output.LayerNorm", "output.LayerNorm"] {
@@ -97,7 +128,11 @@ async fn serve(dir: &Path) -> TestServer {
     TestServer::start_ready(&["--model-dir", d, "--format", "bert", "--model-name", "tiny"]).await
 }
 
-const SENTENCES: [&str; 3] = ["the cat sat on the mat", "hello", "a dog ran fast on the mat today"];
+const SENTENCES: [&str; 3] = [
+    "the cat sat on the mat",
+    "hello",
+    "a dog ran fast on the mat today",
+];
 
 #[tokio::test]
 async fn v2_v1_and_openai_agree() {
@@ -107,8 +142,14 @@ async fn v2_v1_and_openai_agree() {
 
     let (code, meta) = s.get_json("/v2/models/tiny").await;
     assert_eq!(code, 200);
-    assert_eq!(meta["inputs"], json!([{"name": "text", "datatype": "BYTES", "shape": [-1]}]));
-    assert_eq!(meta["outputs"], json!([{"name": "embedding", "datatype": "FP32", "shape": [-1, H]}]));
+    assert_eq!(
+        meta["inputs"],
+        json!([{"name": "text", "datatype": "BYTES", "shape": [-1]}])
+    );
+    assert_eq!(
+        meta["outputs"],
+        json!([{"name": "embedding", "datatype": "FP32", "shape": [-1, H]}])
+    );
 
     // Batched V2 request.
     let (code, v) = s
@@ -133,33 +174,54 @@ async fn v2_v1_and_openai_agree() {
             )
             .await;
         assert_eq!(code, 200);
-        assert_close(&floats(&v["outputs"][0]["data"]), &batch[i * H..(i + 1) * H], 1e-5);
+        assert_close(
+            &floats(&v["outputs"][0]["data"]),
+            &batch[i * H..(i + 1) * H],
+            1e-5,
+        );
     }
 
     // V1
-    let (code, v) = s.post_json("/v1/models/tiny:predict", &json!({"instances": SENTENCES})).await;
+    let (code, v) = s
+        .post_json("/v1/models/tiny:predict", &json!({"instances": SENTENCES}))
+        .await;
     assert_eq!(code, 200, "{v}");
     assert_close(&floats(&v["predictions"]), &batch, 1e-5);
 
     // OpenAI, list and single string, float and base64
-    let (code, v) = s.post_json("/v1/embeddings", &json!({"input": SENTENCES, "model": "tiny"})).await;
+    let (code, v) = s
+        .post_json(
+            "/v1/embeddings",
+            &json!({"input": SENTENCES, "model": "tiny"}),
+        )
+        .await;
     assert_eq!(code, 200, "{v}");
     assert_eq!(v["object"], "list");
     assert_eq!(v["model"], "tiny");
     assert_eq!(v["data"].as_array().unwrap().len(), 3);
     assert_eq!(v["data"][2]["index"], 2);
     assert_eq!(v["data"][0]["object"], "embedding");
-    let got: Vec<f32> = (0..3).flat_map(|i| floats(&v["data"][i]["embedding"])).collect();
+    let got: Vec<f32> = (0..3)
+        .flat_map(|i| floats(&v["data"][i]["embedding"]))
+        .collect();
     assert_close(&got, &batch, 1e-5);
     // words + [CLS] + [SEP]: 6+2, 1+2, 8+2 ("today" is [UNK])
     assert_eq!(v["usage"]["prompt_tokens"], 21);
     assert_eq!(v["usage"]["total_tokens"], 21);
 
-    let (code, v) = s.post_json("/v1/embeddings", &json!({"input": "hello", "encoding_format": "base64"})).await;
+    let (code, v) = s
+        .post_json(
+            "/v1/embeddings",
+            &json!({"input": "hello", "encoding_format": "base64"}),
+        )
+        .await;
     assert_eq!(code, 200, "{v}");
     let b64 = v["data"][0]["embedding"].as_str().unwrap();
     let decoded = decode_b64(b64);
-    let got: Vec<f32> = decoded.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    let got: Vec<f32> = decoded
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
     assert_close(&got, &batch[H..2 * H], 1e-6);
 
     // Errors specific to text models.
@@ -172,7 +234,9 @@ async fn v2_v1_and_openai_agree() {
     assert_eq!(code, 400);
     let (code, _) = s.post_json("/v1/embeddings", &json!({"input": []})).await;
     assert_eq!(code, 400);
-    let (code, _) = s.post_json("/v1/embeddings", &json!({"input": [1, 2]})).await;
+    let (code, _) = s
+        .post_json("/v1/embeddings", &json!({"input": [1, 2]}))
+        .await;
     assert_eq!(code, 400);
     s.stop().await.unwrap();
 }
@@ -208,7 +272,11 @@ async fn binary_bytes_input() {
             &json!({"inputs": [{"name": "text", "shape": [3], "datatype": "BYTES", "data": SENTENCES}]}),
         )
         .await;
-    assert_close(&floats(&v["outputs"][0]["data"]), &floats(&json_v["outputs"][0]["data"]), 1e-6);
+    assert_close(
+        &floats(&v["outputs"][0]["data"]),
+        &floats(&json_v["outputs"][0]["data"]),
+        1e-6,
+    );
     s.stop().await.unwrap();
 }
 
@@ -226,7 +294,11 @@ fn decode_b64(s: &str) -> Vec<u8> {
     let mut out = Vec::new();
     for chunk in s.as_bytes().chunks(4) {
         let pad = chunk.iter().filter(|&&c| c == b'=').count();
-        let n = chunk.iter().take(4 - pad).enumerate().fold(0u32, |acc, (i, &c)| acc | val(c) << (18 - 6 * i));
+        let n = chunk
+            .iter()
+            .take(4 - pad)
+            .enumerate()
+            .fold(0u32, |acc, (i, &c)| acc | val(c) << (18 - 6 * i));
         let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
         out.extend_from_slice(&bytes[..3 - pad]);
     }

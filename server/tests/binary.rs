@@ -29,7 +29,10 @@ async fn post_raw(s: &TestServer, header: &serde_json::Value, blob: &[u8]) -> re
 async fn split(r: reqwest::Response) -> (serde_json::Value, Vec<u8>) {
     let n: usize = r.headers()[HEADER].to_str().unwrap().parse().unwrap();
     let body = r.bytes().await.unwrap();
-    (serde_json::from_slice(&body[..n]).unwrap(), body[n..].to_vec())
+    (
+        serde_json::from_slice(&body[..n]).unwrap(),
+        body[n..].to_vec(),
+    )
 }
 
 #[tokio::test]
@@ -38,7 +41,15 @@ async fn binary_in_and_out() {
     let m = Mlp::random(3, 10, &[(7, "relu"), (4, "softmax")], true);
     m.write(dir.path(), None);
     let d = dir.path().to_str().unwrap();
-    let s = TestServer::start_ready(&["--model-dir", d, "--format", "sequential", "--model-name", "mlp"]).await;
+    let s = TestServer::start_ready(&[
+        "--model-dir",
+        d,
+        "--format",
+        "sequential",
+        "--model-name",
+        "mlp",
+    ])
+    .await;
     let mut rng = Rng::new(9);
     let x = rng.vec(30, 2.0);
     let want: Vec<f32> = x.chunks(10).flat_map(|r| m.reference(r)).collect();
@@ -63,7 +74,10 @@ async fn binary_in_and_out() {
     assert_eq!(out["parameters"]["binary_data_size"], 48);
     assert!(out.get("data").is_none());
     assert_eq!(out["shape"], json!([3, 4]));
-    let got: Vec<f32> = blob.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    let got: Vec<f32> = blob
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
     assert_close(&got, &want, 1e-5);
 
     // JSON input, binary output (per-output flag), FP64 binary input
@@ -73,7 +87,10 @@ async fn binary_in_and_out() {
                         "outputs": [{"name": "output", "parameters": {"binary_data": true}}]});
     let r = post_raw(&s, &header, &x64).await;
     let (_, blob) = split(r).await;
-    let got: Vec<f32> = blob.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    let got: Vec<f32> = blob
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
     assert_close(&got, &want, 1e-5);
 
     // errors: size mismatch, header length past the body, unclaimed bytes

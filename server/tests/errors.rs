@@ -6,9 +6,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use common::{Mlp, TestServer};
-use serde_json::json;
 use sconce_server::http::{AppState, router};
 use sconce_server::metrics::Metrics;
+use serde_json::json;
 
 fn req(rows: usize) -> serde_json::Value {
     json!({"inputs": [{"name": "input", "shape": [rows, 4], "datatype": "FP32", "data": vec![0.5f32; rows * 4]}]})
@@ -18,49 +18,107 @@ async fn serve(extra: &[&str]) -> (TestServer, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     Mlp::random(1, 4, &[(3, "relu"), (2, "softmax")], false).write(dir.path(), None);
     let d = dir.path().to_str().unwrap().to_string();
-    let mut flags = vec!["--model-dir", &d, "--format", "sequential", "--model-name", "mlp"];
+    let mut flags = vec![
+        "--model-dir",
+        &d,
+        "--format",
+        "sequential",
+        "--model-name",
+        "mlp",
+    ];
     flags.extend_from_slice(extra);
     (TestServer::start_ready(&flags).await, dir)
 }
 
 fn assert_error(code: u16, body: &serde_json::Value, want: u16, contains: &str) {
     assert_eq!(code, want, "{body}");
-    let msg = body["error"].as_str().unwrap_or_else(|| panic!("no error field in {body}"));
-    assert!(msg.contains(contains), "{msg:?} does not mention {contains:?}");
+    let msg = body["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error field in {body}"));
+    assert!(
+        msg.contains(contains),
+        "{msg:?} does not mention {contains:?}"
+    );
 }
 
 #[tokio::test]
 async fn bad_requests_are_400() {
     let (s, _dir) = serve(&[]).await;
     let url = "/v2/models/mlp/infer";
-    let r = s.client.post(s.url(url)).body("{not json").send().await.unwrap();
+    let r = s
+        .client
+        .post(s.url(url))
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     let body: serde_json::Value = r.json().await.unwrap();
     assert!(body["error"].as_str().unwrap().contains("invalid JSON"));
 
     let cases = [
-        (json!({"inputs": [{"name": "input", "shape": [1, 5], "datatype": "FP32", "data": [1, 2, 3, 4, 5]}]}), "does not match"),
-        (json!({"inputs": [{"name": "input", "shape": [2, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}), "needs 8 elements"),
-        (json!({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "BYTES", "data": ["a", "b", "c", "d"]}]}), "numeric"),
-        (json!({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": ["a", "b", "c", "d"]}]}), "needs numbers"),
-        (json!({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "INT32", "data": [1.5, 2, 3, 4]}]}), "integers"),
-        (json!({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP33", "data": [1, 2, 3, 4]}]}), "unknown datatype"),
-        (json!({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}), "unknown input"),
-        (json!({"inputs": [{"name": "input", "shape": [-1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}), "negative"),
-        (json!({"inputs": [{"name": "input", "shape": [2, 4], "datatype": "FP32", "data": [[1, 2, 3, 4], [5, 6]]}]}), "ragged"),
-        (json!({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32"}]}), "no data"),
+        (
+            json!({"inputs": [{"name": "input", "shape": [1, 5], "datatype": "FP32", "data": [1, 2, 3, 4, 5]}]}),
+            "does not match",
+        ),
+        (
+            json!({"inputs": [{"name": "input", "shape": [2, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}),
+            "needs 8 elements",
+        ),
+        (
+            json!({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "BYTES", "data": ["a", "b", "c", "d"]}]}),
+            "numeric",
+        ),
+        (
+            json!({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": ["a", "b", "c", "d"]}]}),
+            "needs numbers",
+        ),
+        (
+            json!({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "INT32", "data": [1.5, 2, 3, 4]}]}),
+            "integers",
+        ),
+        (
+            json!({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP33", "data": [1, 2, 3, 4]}]}),
+            "unknown datatype",
+        ),
+        (
+            json!({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}),
+            "unknown input",
+        ),
+        (
+            json!({"inputs": [{"name": "input", "shape": [-1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}),
+            "negative",
+        ),
+        (
+            json!({"inputs": [{"name": "input", "shape": [2, 4], "datatype": "FP32", "data": [[1, 2, 3, 4], [5, 6]]}]}),
+            "ragged",
+        ),
+        (
+            json!({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32"}]}),
+            "no data",
+        ),
         (json!({"inputs": []}), "exactly one input"),
-        (json!({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}],
-                "outputs": [{"name": "probabilities"}]}), "unknown output"),
-        (json!({"inputs": [{"name": "input", "shape": [0, 4], "datatype": "FP32", "data": []}]}), "no rows"),
+        (
+            json!({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}],
+                "outputs": [{"name": "probabilities"}]}),
+            "unknown output",
+        ),
+        (
+            json!({"inputs": [{"name": "input", "shape": [0, 4], "datatype": "FP32", "data": []}]}),
+            "no rows",
+        ),
     ];
     for (body, msg) in cases {
         let (code, resp) = s.post_json(url, &body).await;
         assert_error(code, &resp, 400, msg);
     }
-    let (code, resp) = s.post_json("/v1/models/mlp:predict", &json!({"instances": [[1, 2, 3]]})).await;
+    let (code, resp) = s
+        .post_json("/v1/models/mlp:predict", &json!({"instances": [[1, 2, 3]]}))
+        .await;
     assert_error(code, &resp, 400, "4 numbers");
-    let (code, resp) = s.post_json("/v1/models/mlp:predict", &json!({"foo": 1})).await;
+    let (code, resp) = s
+        .post_json("/v1/models/mlp:predict", &json!({"foo": 1}))
+        .await;
     assert_error(code, &resp, 400, "instances or inputs");
     let (code, resp) = s.post_json("/v1/embeddings", &json!({"input": "hi"})).await;
     assert_error(code, &resp, 400, "not an embedding model");
@@ -74,17 +132,26 @@ async fn unknown_things_are_404() {
     let (s, _dir) = serve(&[]).await;
     let (code, body) = s.post_json("/v2/models/other/infer", &req(1)).await;
     assert_error(code, &body, 404, "unknown model");
-    let (code, body) = s.post_json("/v2/models/mlp/versions/9/infer", &req(1)).await;
+    let (code, body) = s
+        .post_json("/v2/models/mlp/versions/9/infer", &req(1))
+        .await;
     assert_error(code, &body, 404, "no version 9");
     let (code, body) = s.get_json("/v2/models/other").await;
     assert_error(code, &body, 404, "unknown model");
     let (code, body) = s.get_json("/v2/models/other/ready").await;
     assert_error(code, &body, 404, "unknown model");
-    let (code, body) = s.post_json("/v1/models/other:predict", &json!({"instances": [[1, 2, 3, 4]]})).await;
+    let (code, body) = s
+        .post_json(
+            "/v1/models/other:predict",
+            &json!({"instances": [[1, 2, 3, 4]]}),
+        )
+        .await;
     assert_error(code, &body, 404, "unknown model");
     let (code, body) = s.get_json("/nope").await;
     assert_error(code, &body, 404, "no such route");
-    let (code, body) = s.post_json("/v1/embeddings", &json!({"input": "hi", "model": "other"})).await;
+    let (code, body) = s
+        .post_json("/v1/embeddings", &json!({"input": "hi", "model": "other"}))
+        .await;
     assert_error(code, &body, 404, "unknown model");
     s.stop().await.unwrap();
 }
@@ -101,16 +168,43 @@ async fn oversized_body_is_413() {
 #[tokio::test]
 async fn over_capacity_is_429() {
     // One slot, and a batch delay that keeps the first request in the queue a while.
-    let (s, _dir) = serve(&["--max-concurrency", "1", "--max-batch-size", "64", "--max-batch-delay-ms", "600"]).await;
+    let (s, _dir) = serve(&[
+        "--max-concurrency",
+        "1",
+        "--max-batch-size",
+        "64",
+        "--max-batch-delay-ms",
+        "600",
+    ])
+    .await;
     let client = s.client.clone();
     let url = s.url("/v2/models/mlp/infer");
-    let slow = tokio::spawn(async move { client.post(url).json(&req(1)).send().await.unwrap().status() });
+    let slow = tokio::spawn(async move {
+        client
+            .post(url)
+            .json(&req(1))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (code, body) = s.post_json("/v2/models/mlp/infer", &req(1)).await;
     assert_error(code, &body, 429, "at capacity");
     assert_eq!(slow.await.unwrap(), 200);
-    let text = s.client.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(text.contains(r#"sconce_requests_total{model="mlp",protocol="v2",code="429"} 1"#), "{text}");
+    let text = s
+        .client
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(r#"sconce_requests_total{model="mlp",protocol="v2",code="429"} 1"#),
+        "{text}"
+    );
     s.stop().await.unwrap();
 }
 
@@ -135,7 +229,12 @@ async fn not_loaded_is_503() {
     assert_eq!(r.status(), 503);
     let r = get("/v2/models/mlp/ready").await.unwrap();
     assert_eq!(r.status(), 503);
-    let r = client.post(format!("http://{addr}/v2/models/mlp/infer")).json(&req(1)).send().await.unwrap();
+    let r = client
+        .post(format!("http://{addr}/v2/models/mlp/infer"))
+        .json(&req(1))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 503);
     let body: serde_json::Value = r.json().await.unwrap();
     assert!(body["error"].as_str().unwrap().contains("not ready"));
@@ -154,14 +253,60 @@ async fn bearer_token_auth() {
     assert_eq!(r.status(), 401);
     let body: serde_json::Value = r.json().await.unwrap();
     assert!(body["error"].as_str().unwrap().contains("bearer token"));
-    let r = s.client.post(&url).bearer_auth("wrong").json(&req(1)).send().await.unwrap();
+    let r = s
+        .client
+        .post(&url)
+        .bearer_auth("wrong")
+        .json(&req(1))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
-    let r = s.client.post(&url).bearer_auth("s3cret").json(&req(1)).send().await.unwrap();
+    let r = s
+        .client
+        .post(&url)
+        .bearer_auth("s3cret")
+        .json(&req(1))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(s.client.get(s.url("/v2/models/mlp")).send().await.unwrap().status(), 401);
+    assert_eq!(
+        s.client
+            .get(s.url("/v2/models/mlp"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
     // health and metrics stay open
-    assert_eq!(s.client.get(s.url("/v2/health/live")).send().await.unwrap().status(), 200);
-    assert_eq!(s.client.get(s.url("/v2/health/ready")).send().await.unwrap().status(), 200);
-    assert_eq!(s.client.get(s.url("/metrics")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        s.client
+            .get(s.url("/v2/health/live"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        s.client
+            .get(s.url("/v2/health/ready"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        s.client
+            .get(s.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     s.stop().await.unwrap();
 }

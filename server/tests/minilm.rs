@@ -15,8 +15,15 @@ fn minilm_dir() -> PathBuf {
         return PathBuf::from(d);
     }
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../hack/fetch-minilm.sh");
-    let out = std::process::Command::new("bash").arg(&script).output().expect("running fetch-minilm.sh");
-    assert!(out.status.success(), "fetch-minilm.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .output()
+        .expect("running fetch-minilm.sh");
+    assert!(
+        out.status.success(),
+        "fetch-minilm.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
@@ -29,14 +36,32 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 
 #[tokio::test]
 async fn minilm_matches_reference_embeddings() {
-    let fixture: serde_json::Value = serde_json::from_str(include_str!("fixtures/minilm_reference.json")).unwrap();
-    let sentences: Vec<String> =
-        fixture["sentences"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect();
+    let fixture: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/minilm_reference.json")).unwrap();
+    let sentences: Vec<String> = fixture["sentences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect();
     let dir = minilm_dir();
     let d = dir.to_str().unwrap();
-    let s = TestServer::start_ready(&["--model-dir", d, "--format", "bert", "--model-name", "minilm"]).await;
+    let s = TestServer::start_ready(&[
+        "--model-dir",
+        d,
+        "--format",
+        "bert",
+        "--model-name",
+        "minilm",
+    ])
+    .await;
 
-    let (code, v) = s.post_json("/v1/embeddings", &json!({"input": sentences, "model": "minilm"})).await;
+    let (code, v) = s
+        .post_json(
+            "/v1/embeddings",
+            &json!({"input": sentences, "model": "minilm"}),
+        )
+        .await;
     assert_eq!(code, 200, "{v}");
     for (i, want) in fixture["embeddings"].as_array().unwrap().iter().enumerate() {
         let want = floats(want);
@@ -53,7 +78,10 @@ async fn minilm_matches_reference_embeddings() {
         )
         .await;
     assert_eq!(code, 200);
-    let c = cosine(&floats(&v["outputs"][0]["data"]), &floats(&fixture["embeddings"][0]));
+    let c = cosine(
+        &floats(&v["outputs"][0]["data"]),
+        &floats(&fixture["embeddings"][0]),
+    );
     assert!(c >= 0.9999, "V2 cosine {c}");
     s.stop().await.unwrap();
 }

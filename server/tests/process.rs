@@ -43,7 +43,9 @@ impl Proc {
         });
         let mut addr = None;
         loop {
-            let line = lines.recv_timeout(Duration::from_secs(60)).expect("server log ended");
+            let line = lines
+                .recv_timeout(Duration::from_secs(60))
+                .expect("server log ended");
             if let Some(rest) = line.split("listening on http://").nth(1) {
                 addr = Some(rest.split_whitespace().next().unwrap().to_string());
             }
@@ -51,11 +53,18 @@ impl Proc {
                 break;
             }
         }
-        Proc { child, lines, addr: addr.expect("no listening line before model ready") }
+        Proc {
+            child,
+            lines,
+            addr: addr.expect("no listening line before model ready"),
+        }
     }
 
     fn sigterm(&self) {
-        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
         assert!(status.success());
     }
 }
@@ -115,7 +124,14 @@ async fn sigterm_finishes_in_flight_requests() {
     .unwrap();
     assert!(status.success(), "exit status {status:?}");
     // Nothing listens any more.
-    assert!(client.post(&url).json(&infer_body(&x)).send().await.is_err());
+    assert!(
+        client
+            .post(&url)
+            .json(&infer_body(&x))
+            .send()
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -125,9 +141,24 @@ async fn sha256_mismatch_refuses_to_start() {
     Mlp::random(5, 8, &[(3, "softmax")], false).write(dir.path(), None);
     let uri = format!("file://{}", dir.path().display());
     let out = Command::new(env!("CARGO_BIN_EXE_sconce-server"))
-        .args(["--model-uri", &uri, "--model-sha256", &"0".repeat(64), "--cache-dir"])
+        .args([
+            "--model-uri",
+            &uri,
+            "--model-sha256",
+            &"0".repeat(64),
+            "--cache-dir",
+        ])
         .arg(cache.path())
-        .args(["--format", "sequential", "--model-name", "mlp", "--host", "127.0.0.1", "--port", "0"])
+        .args([
+            "--format",
+            "sequential",
+            "--model-name",
+            "mlp",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -141,7 +172,8 @@ async fn model_uri_file_and_http() {
     let m = Mlp::random(6, 8, &[(5, "tanh"), (2, "sigmoid")], true);
     std::fs::create_dir_all(dir.path().join("models/mlp")).unwrap();
     m.write(&dir.path().join("models/mlp"), None);
-    let sha = sconce_server::fetch::sha256_file(&dir.path().join("models/mlp/model.safetensors")).unwrap();
+    let sha = sconce_server::fetch::sha256_file(&dir.path().join("models/mlp/model.safetensors"))
+        .unwrap();
     let x = Rng::new(8).vec(8, 1.0);
     let want = m.reference(&x);
 
@@ -150,12 +182,14 @@ async fn model_uri_file_and_http() {
     let app = axum::Router::new()
         .route(
             "/{*path}",
-            axum::routing::get(|State(root): State<std::path::PathBuf>, AxPath(path): AxPath<String>| async move {
-                match std::fs::read(root.join(path)) {
-                    Ok(b) => Ok(b),
-                    Err(_) => Err(axum::http::StatusCode::NOT_FOUND),
-                }
-            }),
+            axum::routing::get(
+                |State(root): State<std::path::PathBuf>, AxPath(path): AxPath<String>| async move {
+                    match std::fs::read(root.join(path)) {
+                        Ok(b) => Ok(b),
+                        Err(_) => Err(axum::http::StatusCode::NOT_FOUND),
+                    }
+                },
+            ),
         )
         .with_state(root);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -170,8 +204,16 @@ async fn model_uri_file_and_http() {
         let cache = tempfile::tempdir().unwrap();
         let c = cache.path().to_str().unwrap();
         let s = TestServer::start_ready(&[
-            "--model-uri", uri, "--model-sha256", &sha, "--cache-dir", c,
-            "--format", "sequential", "--model-name", "mlp",
+            "--model-uri",
+            uri,
+            "--model-sha256",
+            &sha,
+            "--cache-dir",
+            c,
+            "--format",
+            "sequential",
+            "--model-name",
+            "mlp",
         ])
         .await;
         let (code, v) = s.post_json("/v2/models/mlp/infer", &infer_body(&x)).await;
@@ -180,8 +222,16 @@ async fn model_uri_file_and_http() {
         s.stop().await.unwrap();
         // Second start uses the cache.
         let s = TestServer::start_ready(&[
-            "--model-uri", uri, "--model-sha256", &sha, "--cache-dir", c,
-            "--format", "sequential", "--model-name", "mlp",
+            "--model-uri",
+            uri,
+            "--model-sha256",
+            &sha,
+            "--cache-dir",
+            c,
+            "--format",
+            "sequential",
+            "--model-name",
+            "mlp",
         ])
         .await;
         s.stop().await.unwrap();
@@ -192,14 +242,36 @@ async fn model_uri_file_and_http() {
     let c = cache.path().to_str().unwrap();
     let bad = format!("http://{files_addr}/models/mlp");
     let s = TestServer::start(&[
-        "--model-uri", &bad, "--model-sha256", &"a".repeat(64), "--cache-dir", c,
-        "--format", "sequential", "--model-name", "mlp",
+        "--model-uri",
+        &bad,
+        "--model-sha256",
+        &"a".repeat(64),
+        "--cache-dir",
+        c,
+        "--format",
+        "sequential",
+        "--model-name",
+        "mlp",
     ])
     .await;
-    let err = tokio::time::timeout(Duration::from_secs(30), s.stop_when_done()).await.unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(30), s.stop_when_done())
+        .await
+        .unwrap();
     assert!(format!("{err:#}").contains("sha256 mismatch"), "{err:#}");
     let missing = format!("http://{files_addr}/models/none");
-    let s = TestServer::start(&["--model-uri", &missing, "--cache-dir", c, "--format", "sequential", "--model-name", "mlp"]).await;
-    let err = tokio::time::timeout(Duration::from_secs(30), s.stop_when_done()).await.unwrap();
+    let s = TestServer::start(&[
+        "--model-uri",
+        &missing,
+        "--cache-dir",
+        c,
+        "--format",
+        "sequential",
+        "--model-name",
+        "mlp",
+    ])
+    .await;
+    let err = tokio::time::timeout(Duration::from_secs(30), s.stop_when_done())
+        .await
+        .unwrap();
     assert!(format!("{err:#}").contains("not found"), "{err:#}");
 }

@@ -11,7 +11,13 @@ fn model(dir: &std::path::Path, standardize: bool) -> Mlp {
     let m = Mlp::random(
         7,
         20,
-        &[(16, "relu"), (12, "tanh"), (8, "sigmoid"), (6, "linear"), (5, "softmax")],
+        &[
+            (16, "relu"),
+            (12, "tanh"),
+            (8, "sigmoid"),
+            (6, "linear"),
+            (5, "softmax"),
+        ],
         standardize,
     );
     m.write(dir, Some("3"));
@@ -20,7 +26,14 @@ fn model(dir: &std::path::Path, standardize: bool) -> Mlp {
 
 async fn serve(dir: &std::path::Path, extra: &[&str]) -> TestServer {
     let d = dir.to_str().unwrap();
-    let mut flags = vec!["--model-dir", d, "--format", "sequential", "--model-name", "mlp"];
+    let mut flags = vec![
+        "--model-dir",
+        d,
+        "--format",
+        "sequential",
+        "--model-name",
+        "mlp",
+    ];
     flags.extend_from_slice(extra);
     TestServer::start_ready(&flags).await
 }
@@ -94,18 +107,24 @@ async fn v1_matches_reference() {
     let xs = examples(3, 20, 2);
     let want = reference(&m, &xs);
 
-    let (code, body) = s.post_json("/v1/models/mlp:predict", &json!({"instances": xs})).await;
+    let (code, body) = s
+        .post_json("/v1/models/mlp:predict", &json!({"instances": xs}))
+        .await;
     assert_eq!(code, 200, "{body}");
     let preds = body["predictions"].as_array().unwrap();
     assert_eq!(preds.len(), 3);
     assert_eq!(preds[0].as_array().unwrap().len(), 5);
     assert_close(&floats(&body["predictions"]), &want, TOL);
 
-    let (code, body) = s.post_json("/v1/models/mlp/versions/7:predict", &json!({"inputs": xs})).await;
+    let (code, body) = s
+        .post_json("/v1/models/mlp/versions/7:predict", &json!({"inputs": xs}))
+        .await;
     assert_eq!(code, 200, "{body}");
     assert_close(&floats(&body["outputs"]), &want, TOL);
 
-    let (code, body) = s.post_json("/v1/models/mlp:predict", &json!({"inputs": {"input": xs}})).await;
+    let (code, body) = s
+        .post_json("/v1/models/mlp:predict", &json!({"inputs": {"input": xs}}))
+        .await;
     assert_eq!(code, 200, "{body}");
     assert_close(&floats(&body["outputs"]), &want, TOL);
 
@@ -126,23 +145,43 @@ async fn metadata_health_and_metrics() {
     let (code, meta) = s.get_json("/v2").await;
     assert_eq!(code, 200);
     assert_eq!(meta["name"], "sconce-server");
-    assert!(meta["extensions"].as_array().unwrap().contains(&json!("binary_tensor_data")));
+    assert!(
+        meta["extensions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("binary_tensor_data"))
+    );
 
     let (code, meta) = s.get_json("/v2/models/mlp").await;
     assert_eq!(code, 200);
     assert_eq!(meta["name"], "mlp");
     assert_eq!(meta["versions"], json!(["3"]));
-    assert_eq!(meta["inputs"], json!([{"name": "input", "datatype": "FP32", "shape": [-1, 20]}]));
-    assert_eq!(meta["outputs"], json!([{"name": "output", "datatype": "FP32", "shape": [-1, 5]}]));
+    assert_eq!(
+        meta["inputs"],
+        json!([{"name": "input", "datatype": "FP32", "shape": [-1, 20]}])
+    );
+    assert_eq!(
+        meta["outputs"],
+        json!([{"name": "output", "datatype": "FP32", "shape": [-1, 5]}])
+    );
     assert_eq!(s.get_json("/v2/models/mlp/versions/3").await.0, 200);
     assert_eq!(s.get_json("/v2/models/mlp/ready").await.0, 200);
     assert_eq!(s.get_json("/v2/models/mlp/versions/3/ready").await.0, 200);
 
     let x = examples(1, 20, 3).concat();
-    let req = json!({"inputs": [{"name": "input", "shape": [1, 20], "datatype": "FP32", "data": x}]});
+    let req =
+        json!({"inputs": [{"name": "input", "shape": [1, 20], "datatype": "FP32", "data": x}]});
     assert_eq!(s.post_json("/v2/models/mlp/infer", &req).await.0, 200);
     assert_eq!(s.post_json("/v2/models/mlp/infer", &json!({})).await.0, 400);
-    let text = s.client.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let text = s
+        .client
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for needle in [
         r#"sconce_requests_total{model="mlp",protocol="v2",code="200"} 1"#,
         r#"sconce_requests_total{model="mlp",protocol="v2",code="400"} 1"#,
@@ -161,7 +200,11 @@ async fn metadata_health_and_metrics() {
 async fn concurrent_requests_are_batched_and_correct() {
     let dir = tempfile::tempdir().unwrap();
     let m = model(dir.path(), true);
-    let s = serve(dir.path(), &["--max-batch-size", "16", "--max-batch-delay-ms", "20"]).await;
+    let s = serve(
+        dir.path(),
+        &["--max-batch-size", "16", "--max-batch-delay-ms", "20"],
+    )
+    .await;
     let mut tasks = Vec::new();
     for i in 0..24u64 {
         let client = s.client.clone();
@@ -180,13 +223,24 @@ async fn concurrent_requests_are_batched_and_correct() {
     for t in tasks {
         t.await.unwrap();
     }
-    let text = s.client.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let text = s
+        .client
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let batches: f64 = text
         .lines()
         .find(|l| l.starts_with("sconce_batch_size_count"))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap();
-    assert!(batches < 24.0, "expected requests to be merged into batches, got {batches} batches");
+    assert!(
+        batches < 24.0,
+        "expected requests to be merged into batches, got {batches} batches"
+    );
     s.stop().await.unwrap();
 }

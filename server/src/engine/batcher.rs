@@ -56,8 +56,7 @@ impl Batcher {
             self.batch_size.observe(rows as f64);
             let started = Instant::now();
             self.run_batch(batch, rows);
-            self.batch_duration
-                .observe(started.elapsed().as_secs_f64());
+            self.batch_duration.observe(started.elapsed().as_secs_f64());
         }
         tracing::debug!("model thread stopped");
     }

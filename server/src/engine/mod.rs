@@ -100,7 +100,9 @@ impl Engine {
         match answer.await {
             Ok(Ok(out)) => Ok(out),
             Ok(Err(e)) => Err(ApiError::Inference(e)),
-            Err(_) => Err(ApiError::Inference("model thread dropped the request".into())),
+            Err(_) => Err(ApiError::Inference(
+                "model thread dropped the request".into(),
+            )),
         }
     }
 }

@@ -24,7 +24,10 @@ pub async fn require(State(state): State<SharedState>, req: Request, next: Next)
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim);
     match presented {
         Some(token) if constant_time_eq(token.as_bytes(), key.as_bytes()) => next.run(req).await,

@@ -86,11 +86,17 @@ pub fn parse_json<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, A
 pub fn router(state: SharedState) -> Router {
     let v2_infer = Router::new()
         .route("/v2/models/{name}/infer", post(v2::infer))
-        .route("/v2/models/{name}/versions/{version}/infer", post(v2::infer_version))
+        .route(
+            "/v2/models/{name}/versions/{version}/infer",
+            post(v2::infer_version),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), track_v2));
     let v1_predict = Router::new()
         .route("/v1/models/{name}", post(v1::predict))
-        .route("/v1/models/{name}/versions/{version}", post(v1::predict_version))
+        .route(
+            "/v1/models/{name}/versions/{version}",
+            post(v1::predict_version),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), track_v1));
     let openai = Router::new()
         .route("/v1/embeddings", post(openai::embeddings))
@@ -98,11 +104,20 @@ pub fn router(state: SharedState) -> Router {
     let protected = Router::new()
         .route("/v2", get(v2::server_metadata))
         .route("/v2/models/{name}", get(v2::model_metadata))
-        .route("/v2/models/{name}/versions/{version}", get(v2::model_metadata_version))
+        .route(
+            "/v2/models/{name}/versions/{version}",
+            get(v2::model_metadata_version),
+        )
         .route("/v2/models/{name}/ready", get(v2::model_ready))
-        .route("/v2/models/{name}/versions/{version}/ready", get(v2::model_ready_version))
+        .route(
+            "/v2/models/{name}/versions/{version}/ready",
+            get(v2::model_ready_version),
+        )
         .route("/v1/models/{name}", get(v1::status))
-        .route("/v1/models/{name}/versions/{version}", get(v1::status_version))
+        .route(
+            "/v1/models/{name}/versions/{version}",
+            get(v1::status_version),
+        )
         .merge(v2_infer)
         .merge(v1_predict)
         .merge(openai)

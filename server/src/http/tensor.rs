@@ -221,7 +221,7 @@ pub fn decode_binary(datatype: &str, raw: &[u8]) -> Result<Values, ApiError> {
     }
     let size = element_size(datatype)
         .ok_or_else(|| ApiError::bad(format!("unsupported datatype {datatype}")))?;
-    if raw.len() % size != 0 {
+    if !raw.len().is_multiple_of(size) {
         return Err(ApiError::bad(format!(
             "binary data of {} bytes is not a whole number of {datatype} elements",
             raw.len()
@@ -301,8 +301,14 @@ mod tests {
 
     #[test]
     fn binary() {
-        let raw: Vec<u8> = [1.5f32, -2.0].iter().flat_map(|v| v.to_le_bytes()).collect();
-        assert_eq!(decode_binary("FP32", &raw).unwrap(), Values::Num(vec![1.5, -2.0]));
+        let raw: Vec<u8> = [1.5f32, -2.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        assert_eq!(
+            decode_binary("FP32", &raw).unwrap(),
+            Values::Num(vec![1.5, -2.0])
+        );
         assert!(decode_binary("FP32", &raw[..5]).is_err());
         let mut b = Vec::new();
         for s in ["hi", ""] {

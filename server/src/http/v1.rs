@@ -113,7 +113,9 @@ async fn run_predict(
                 Format::Bert => "text",
             };
             if map.len() != 1 {
-                return Err(ApiError::bad(format!("inputs must have exactly one key, {key:?}")));
+                return Err(ApiError::bad(format!(
+                    "inputs must have exactly one key, {key:?}"
+                )));
             }
             let t = map
                 .remove(key)
@@ -137,7 +139,11 @@ async fn run_predict(
     })
 }
 
-fn status_body(state: &SharedState, name: &str, version: Option<&str>) -> Result<Response, ApiError> {
+fn status_body(
+    state: &SharedState,
+    name: &str,
+    version: Option<&str>,
+) -> Result<Response, ApiError> {
     if name != state.model_name {
         return Err(ApiError::NotFound(format!("unknown model {name}")));
     }
@@ -151,7 +157,9 @@ fn status_body(state: &SharedState, name: &str, version: Option<&str>) -> Result
     if let Some(v) = version
         && v != loaded_version
     {
-        return Err(ApiError::NotFound(format!("model {name} has no version {v}")));
+        return Err(ApiError::NotFound(format!(
+            "model {name} has no version {v}"
+        )));
     }
     Ok(Json(json!({"model_version_status": [{
         "version": loaded_version, "state": "AVAILABLE",

@@ -95,7 +95,11 @@ pub async fn server_metadata() -> Json<Value> {
     }))
 }
 
-fn metadata(state: &SharedState, name: &str, version: Option<&str>) -> Result<Json<Value>, ApiError> {
+fn metadata(
+    state: &SharedState,
+    name: &str,
+    version: Option<&str>,
+) -> Result<Json<Value>, ApiError> {
     let info = &state.model(name, version)?.info;
     let (input, output) = io_spec(info);
     Ok(Json(json!({
@@ -216,7 +220,9 @@ fn flag(params: &Option<Map<String, Value>>, key: &str) -> Result<Option<bool>, 
     match params.as_ref().and_then(|p| p.get(key)) {
         None => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(other) => Err(ApiError::bad(format!("parameter {key} must be a boolean, got {other}"))),
+        Some(other) => Err(ApiError::bad(format!(
+            "parameter {key} must be a boolean, got {other}"
+        ))),
     }
 }
 
@@ -264,12 +270,17 @@ fn decode_input(input: RequestInput, binary: &mut &[u8]) -> Result<(Vec<usize>, 
         data,
     } = input;
     if !is_known_datatype(&datatype) {
-        return Err(ApiError::bad(format!("input {name}: unknown datatype {datatype}")));
+        return Err(ApiError::bad(format!(
+            "input {name}: unknown datatype {datatype}"
+        )));
     }
     let mut dims = Vec::with_capacity(shape.len());
     for d in &shape {
-        let d = usize::try_from(*d)
-            .map_err(|_| ApiError::bad(format!("input {name}: negative dimension in shape {shape:?}")))?;
+        let d = usize::try_from(*d).map_err(|_| {
+            ApiError::bad(format!(
+                "input {name}: negative dimension in shape {shape:?}"
+            ))
+        })?;
         dims.push(d);
     }
     let expected = dims
@@ -279,7 +290,9 @@ fn decode_input(input: RequestInput, binary: &mut &[u8]) -> Result<(Vec<usize>, 
     let binary_size = match parameters.as_ref().and_then(|p| p.get("binary_data_size")) {
         None => None,
         Some(v) => Some(v.as_u64().ok_or_else(|| {
-            ApiError::bad(format!("input {name}: binary_data_size must be a non-negative integer"))
+            ApiError::bad(format!(
+                "input {name}: binary_data_size must be a non-negative integer"
+            ))
         })? as usize),
     };
     let values = match (binary_size, data) {
@@ -298,7 +311,8 @@ fn decode_input(input: RequestInput, binary: &mut &[u8]) -> Result<(Vec<usize>, 
             }
             let (mine, rest) = binary.split_at(size);
             *binary = rest;
-            decode_binary(&datatype, mine).map_err(|e| ApiError::bad(format!("input {name}: {e}")))?
+            decode_binary(&datatype, mine)
+                .map_err(|e| ApiError::bad(format!("input {name}: {e}")))?
         }
         (None, Some(t)) => {
             let is_bytes = datatype == "BYTES";
@@ -383,17 +397,22 @@ fn to_engine_input(
             if dims[0] == 0 {
                 return Err(ApiError::bad("input has no rows"));
             }
-            Ok(Input::Dense { data, rows: dims[0] })
+            Ok(Input::Dense {
+                data,
+                rows: dims[0],
+            })
         }
         (Format::Bert, Values::Bytes(items)) => {
             if dims.len() != 1 {
-                return Err(ApiError::bad(format!("input shape {dims:?} does not match [-1]")));
+                return Err(ApiError::bad(format!(
+                    "input shape {dims:?} does not match [-1]"
+                )));
             }
             texts(items).map(Input::Text)
         }
-        (Format::Sequential, Values::Bytes(_)) => {
-            Err(ApiError::bad("input datatype must be numeric (FP32, FP64, INT*, ...)"))
-        }
+        (Format::Sequential, Values::Bytes(_)) => Err(ApiError::bad(
+            "input datatype must be numeric (FP32, FP64, INT*, ...)",
+        )),
         (Format::Bert, Values::Num(_)) => Err(ApiError::bad("input datatype must be BYTES")),
     }
 }

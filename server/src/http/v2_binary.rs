@@ -10,7 +10,10 @@ use crate::error::ApiError;
 pub const HEADER: &str = "inference-header-content-length";
 
 /// Splits a request body into its JSON header and the binary rest.
-pub fn split_body<'a>(headers: &HeaderMap, raw: &'a [u8]) -> Result<(&'a [u8], &'a [u8]), ApiError> {
+pub fn split_body<'a>(
+    headers: &HeaderMap,
+    raw: &'a [u8],
+) -> Result<(&'a [u8], &'a [u8]), ApiError> {
     let Some(v) = headers.get(HEADER) else {
         return Ok((raw, &[]));
     };
@@ -49,8 +52,10 @@ impl BinaryOut {
     pub fn into_response(self, json_header: Vec<u8>) -> Response {
         let mut resp = if self.bytes.is_empty() {
             let mut r = Response::new(Body::from(json_header));
-            r.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
             r
         } else {
             let header_len = json_header.len();

@@ -148,7 +148,11 @@ impl Bert {
         let counts = maskf.sum(1)?.clamp(1e-9f32, f32::MAX)?;
         let mut pooled = summed.broadcast_div(&counts)?;
         if self.normalize {
-            let norm = pooled.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12f32, f32::MAX)?;
+            let norm = pooled
+                .sqr()?
+                .sum_keepdim(1)?
+                .sqrt()?
+                .clamp(1e-12f32, f32::MAX)?;
             pooled = pooled.broadcast_div(&norm)?;
         }
         let data = pooled.flatten_all()?.to_vec1::<f32>()?;

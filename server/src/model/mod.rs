@@ -15,7 +15,7 @@ pub use sequential::Sequential;
 /// A loaded model; it lives on the model thread.
 pub enum Model {
     Sequential(Sequential),
-    Bert(Bert),
+    Bert(Box<Bert>),
 }
 
 /// What the HTTP layer needs to know about the loaded model.
@@ -35,7 +35,7 @@ impl Model {
         let device = Device::Cpu;
         Ok(match format {
             Format::Sequential => Model::Sequential(Sequential::load(dir, &device)?),
-            Format::Bert => Model::Bert(Bert::load(dir, &device)?),
+            Format::Bert => Model::Bert(Box::new(Bert::load(dir, &device)?)),
         })
     }
 

@@ -44,15 +44,18 @@ impl SequentialConfig {
         let path = dir.join("config.json");
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
-        let cfg: SequentialConfig = serde_json::from_str(&text)
-            .with_context(|| format!("parsing {}", path.display()))?;
+        let cfg: SequentialConfig =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         cfg.validate()?;
         Ok(cfg)
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.format != "sequential" {
-            bail!("config.json format is {:?}, expected \"sequential\"", self.format);
+            bail!(
+                "config.json format is {:?}, expected \"sequential\"",
+                self.format
+            );
         }
         if self.input_size == 0 {
             bail!("input_size must be > 0");
@@ -188,11 +191,31 @@ mod tests {
     #[test]
     fn rejects_bad_configs() {
         let l = r#"{"name":"a","units":2,"activation":"relu"}"#;
-        assert!(cfg(&format!(r#"{{"format":"bert","input_size":1,"layers":[{l}]}}"#)).is_err());
+        assert!(
+            cfg(&format!(
+                r#"{{"format":"bert","input_size":1,"layers":[{l}]}}"#
+            ))
+            .is_err()
+        );
         assert!(cfg(r#"{"format":"sequential","input_size":1,"layers":[]}"#).is_err());
-        assert!(cfg(&format!(r#"{{"format":"sequential","input_size":0,"layers":[{l}]}}"#)).is_err());
-        assert!(cfg(&format!(r#"{{"format":"sequential","input_size":1,"layers":[{l},{l}]}}"#)).is_err());
+        assert!(
+            cfg(&format!(
+                r#"{{"format":"sequential","input_size":0,"layers":[{l}]}}"#
+            ))
+            .is_err()
+        );
+        assert!(
+            cfg(&format!(
+                r#"{{"format":"sequential","input_size":1,"layers":[{l},{l}]}}"#
+            ))
+            .is_err()
+        );
         assert!(cfg(r#"{"format":"sequential","input_size":1,"layers":[{"name":"a","units":2,"activation":"gelu"}]}"#).is_err());
-        assert!(cfg(&format!(r#"{{"format":"sequential","input_size":1,"layers":[{l}],"labels":["x"]}}"#)).is_err());
+        assert!(
+            cfg(&format!(
+                r#"{{"format":"sequential","input_size":1,"layers":[{l}],"labels":["x"]}}"#
+            ))
+            .is_err()
+        );
     }
 }

@@ -35,11 +35,24 @@ impl Rng {
 pub fn write_safetensors(path: &Path, tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>) {
     let bytes: BTreeMap<&String, (Vec<usize>, Vec<u8>)> = tensors
         .iter()
-        .map(|(k, (shape, v))| (k, (shape.clone(), v.iter().flat_map(|x| x.to_le_bytes()).collect())))
+        .map(|(k, (shape, v))| {
+            (
+                k,
+                (
+                    shape.clone(),
+                    v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                ),
+            )
+        })
         .collect();
     let views: Vec<(String, TensorView)> = bytes
         .iter()
-        .map(|(k, (shape, b))| ((*k).clone(), TensorView::new(Dtype::F32, shape.clone(), b).unwrap()))
+        .map(|(k, (shape, b))| {
+            (
+                (*k).clone(),
+                TensorView::new(Dtype::F32, shape.clone(), b).unwrap(),
+            )
+        })
         .collect();
     let data = safetensors::serialize(views, None).unwrap();
     std::fs::write(path, data).unwrap();
@@ -62,7 +75,12 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    pub fn random(seed: u64, input_size: usize, spec: &[(usize, &'static str)], standardize: bool) -> Self {
+    pub fn random(
+        seed: u64,
+        input_size: usize,
+        spec: &[(usize, &'static str)],
+        standardize: bool,
+    ) -> Self {
         let mut rng = Rng::new(seed);
         let mut layers = Vec::new();
         let mut fan_in = input_size;
@@ -79,10 +97,18 @@ impl Mlp {
         }
         let standardize = standardize.then(|| {
             let mean = rng.vec(input_size, 1.0);
-            let std: Vec<f32> = rng.vec(input_size, 0.5).into_iter().map(|s| s.abs() + 0.5).collect();
+            let std: Vec<f32> = rng
+                .vec(input_size, 0.5)
+                .into_iter()
+                .map(|s| s.abs() + 0.5)
+                .collect();
             (mean, std)
         });
-        Mlp { input_size, layers, standardize }
+        Mlp {
+            input_size,
+            layers,
+            standardize,
+        }
     }
 
     pub fn output_size(&self) -> usize {
@@ -106,16 +132,26 @@ impl Mlp {
         if let Some(v) = version {
             cfg["version"] = v.into();
         }
-        std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
+        std::fs::write(
+            dir.join("config.json"),
+            serde_json::to_vec_pretty(&cfg).unwrap(),
+        )
+        .unwrap();
         let mut t = BTreeMap::new();
         let mut fan_in = self.input_size;
         for l in &self.layers {
-            t.insert(format!("{}.weight", l.name), (vec![l.units, fan_in], l.weight.clone()));
+            t.insert(
+                format!("{}.weight", l.name),
+                (vec![l.units, fan_in], l.weight.clone()),
+            );
             t.insert(format!("{}.bias", l.name), (vec![l.units], l.bias.clone()));
             fan_in = l.units;
         }
         if let Some((m, s)) = &self.standardize {
-            t.insert("standardize.mean".into(), (vec![self.input_size], m.clone()));
+            t.insert(
+                "standardize.mean".into(),
+                (vec![self.input_size], m.clone()),
+            );
             t.insert("standardize.std".into(), (vec![self.input_size], s.clone()));
         }
         t.insert("unrelated.tensor".into(), (vec![2], vec![1.0, 2.0]));
@@ -126,8 +162,8 @@ impl Mlp {
     pub fn reference(&self, x: &[f32]) -> Vec<f32> {
         let mut h: Vec<f64> = x.iter().map(|&v| v as f64).collect();
         if let Some((m, s)) = &self.standardize {
-            for i in 0..h.len() {
-                h[i] = (h[i] - m[i] as f64) / s[i] as f64;
+            for ((v, m), s) in h.iter_mut().zip(m).zip(s) {
+                *v = (*v - *m as f64) / *s as f64;
             }
         }
         for l in &self.layers {
@@ -135,8 +171,8 @@ impl Mlp {
             let mut out = vec![0f64; l.units];
             for (u, o) in out.iter_mut().enumerate() {
                 let mut acc = l.bias[u] as f64;
-                for i in 0..fan_in {
-                    acc += l.weight[u * fan_in + i] as f64 * h[i];
+                for (w, x) in l.weight[u * fan_in..(u + 1) * fan_in].iter().zip(&h) {
+                    acc += *w as f64 * x;
                 }
                 *o = acc;
             }
@@ -215,8 +251,18 @@ impl TestServer {
         panic!("server never became ready");
     }
 
-    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
-        let r = self.client.post(self.url(path)).json(body).send().await.unwrap();
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let r = self
+            .client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
         let status = r.status().as_u16();
         let text = r.text().await.unwrap();
         let v = serde_json::from_str(&text).unwrap_or_else(|_| panic!("non-JSON body {text:?}"));
@@ -227,7 +273,10 @@ impl TestServer {
         let r = self.client.get(self.url(path)).send().await.unwrap();
         let status = r.status().as_u16();
         let text = r.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        )
     }
 
     /// Graceful shutdown; returns the server's result.
