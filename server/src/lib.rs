@@ -177,3 +177,17 @@ pub fn init_tracing() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
+
+/// Picks candle's CPU thread count (`RAYON_NUM_THREADS`) unless the user set it: one thread for
+/// `sequential` (small dense layers: waking a thread pool costs more than it saves, measured
+/// ~2x CPU per request), all cores for `bert`.
+///
+/// Call it from `main` before any other thread starts.
+pub fn tune_threads(format: Format) {
+    if std::env::var_os("RAYON_NUM_THREADS").is_some() || format != Format::Sequential {
+        return;
+    }
+    // SAFETY: called at the top of `main`, before the runtime or any other thread exists, so no
+    // one can read the environment concurrently.
+    unsafe { std::env::set_var("RAYON_NUM_THREADS", "1") };
+}
