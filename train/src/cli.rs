@@ -9,7 +9,11 @@ use crate::pipeline;
 use crate::settings::TrainOptions;
 
 #[derive(Debug, Parser)]
-#[command(name = "sconce-train", version, about = "Train and import the dense `sequential` models sconce-server serves")]
+#[command(
+    name = "sconce-train",
+    version,
+    about = "Train and import the dense `sequential` models sconce-server serves"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -19,7 +19,9 @@ pub enum DataError {
         column: String,
         available: String,
     },
-    #[error("{path}: line 1: the header has only the label column; at least one feature column is needed")]
+    #[error(
+        "{path}: line 1: the header has only the label column; at least one feature column is needed"
+    )]
     NoFeatureColumns { path: PathBuf },
     #[error("{path}: no data rows after the header on line 1")]
     NoRows { path: PathBuf },
@@ -36,7 +38,9 @@ pub enum DataError {
         column: String,
         value: String,
     },
-    #[error("{path}: line {line}, column `{column}`: `{value}` is not a finite number (NaN or infinity)")]
+    #[error(
+        "{path}: line {line}, column `{column}`: `{value}` is not a finite number (NaN or infinity)"
+    )]
     NotFinite {
         path: PathBuf,
         line: u64,

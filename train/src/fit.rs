@@ -45,12 +45,22 @@ pub struct FitReport {
 }
 
 /// Trains `network` in place. `label` prefixes the log lines (e.g. `fold 2/5`).
-pub fn fit(network: &Network, train: &Examples, validation: Option<&Examples>, settings: &FitSettings, label: &str) -> Result<FitReport> {
+pub fn fit(
+    network: &Network,
+    train: &Examples,
+    validation: Option<&Examples>,
+    settings: &FitSettings,
+    label: &str,
+) -> Result<FitReport> {
     let params = network.parameters();
     let mut optimizer = settings.optimizer.build();
-    let mut rng = SeededRng::derive(settings.seed, 0x5EED_0F_BA7C);
+    let mut rng = SeededRng::derive(settings.seed, 0x5EED_F1A7);
     let full_batch = settings.optimizer.kind.uses_full_batch();
-    let batch_size = if full_batch { train.len() } else { settings.batch_size.clamp(1, train.len().max(1)) };
+    let batch_size = if full_batch {
+        train.len()
+    } else {
+        settings.batch_size.clamp(1, train.len().max(1))
+    };
 
     let mut history = Vec::with_capacity(settings.epochs);
     let mut best: Option<(f64, usize, Vec<Tensor>)> = None;
@@ -63,9 +73,18 @@ pub fn fit(network: &Network, train: &Examples, validation: Option<&Examples>, s
         let mut objective_sum = 0.0;
         let mut correct = 0usize;
         for chunk in order.chunks(batch_size) {
-            let batch = if full_batch { train.clone() } else { train.select(&Tensor::from_slice(chunk, chunk.len(), &Device::Cpu)?)? };
+            let batch = if full_batch {
+                train.clone()
+            } else {
+                train.select(&Tensor::from_slice(chunk, chunk.len(), &Device::Cpu)?)?
+            };
             let pre_output = network.forward_without_output_activation(&batch.inputs)?;
-            let mut objective = data_loss(settings.loss, &pre_output, network.output_activation(), &batch.targets)?;
+            let mut objective = data_loss(
+                settings.loss,
+                &pre_output,
+                network.output_activation(),
+                &batch.targets,
+            )?;
             if let Some(penalty) = weight_penalty(network, settings.l1, settings.l2)? {
                 objective = (objective + penalty)?;
             }
@@ -83,18 +102,26 @@ pub fn fit(network: &Network, train: &Examples, validation: Option<&Examples>, s
         let record = EpochRecord {
             epoch,
             loss: objective_sum / train.len().max(1) as f64,
-            accuracy: matches!(train.targets, TargetTensor::Classes(_)).then(|| correct as f64 / train.len().max(1) as f64),
-            validation: validation.map(|v| evaluate(network, v, settings.loss)).transpose()?,
+            accuracy: matches!(train.targets, TargetTensor::Classes(_))
+                .then(|| correct as f64 / train.len().max(1) as f64),
+            validation: validation
+                .map(|v| evaluate(network, v, settings.loss))
+                .transpose()?,
         };
         log_epoch(label, settings.epochs, &record);
         let validation_loss = record.validation.map(|v| v.loss);
         history.push(record);
 
         if let Some(loss) = validation_loss.filter(|_| settings.patience > 0) {
-            let improved = best.as_ref().is_none_or(|(best_loss, _, _)| loss < *best_loss);
+            let improved = best
+                .as_ref()
+                .is_none_or(|(best_loss, _, _)| loss < *best_loss);
             if improved {
                 best = Some((loss, epoch, snapshot(&params)?));
-            } else if best.as_ref().is_some_and(|(_, best_epoch, _)| epoch - best_epoch >= settings.patience) {
+            } else if best
+                .as_ref()
+                .is_some_and(|(_, best_epoch, _)| epoch - best_epoch >= settings.patience)
+            {
                 stopped_early = epoch < settings.epochs;
                 break;
             }
@@ -107,13 +134,20 @@ pub fn fit(network: &Network, train: &Examples, validation: Option<&Examples>, s
                 param.set(saved)?;
             }
             if stopped_early || best_epoch != epochs_run {
-                tracing::info!("{label}restored the weights of epoch {best_epoch} (lowest validation loss)");
+                tracing::info!(
+                    "{label}restored the weights of epoch {best_epoch} (lowest validation loss)"
+                );
             }
             best_epoch
         }
         None => epochs_run,
     };
-    Ok(FitReport { epochs_run, best_epoch, stopped_early, history })
+    Ok(FitReport {
+        epochs_run,
+        best_epoch,
+        stopped_early,
+        history,
+    })
 }
 
 /// d objective / d param for every parameter (zeros for a parameter the objective does not use).
@@ -129,12 +163,18 @@ pub fn gradients(objective: &Tensor, params: &[Var]) -> Result<Vec<Tensor>> {
 }
 
 fn snapshot(params: &[Var]) -> Result<Vec<Tensor>> {
-    Ok(params.iter().map(|p| p.as_detached_tensor().copy()).collect::<candle_core::Result<_>>()?)
+    Ok(params
+        .iter()
+        .map(|p| p.as_detached_tensor().copy())
+        .collect::<candle_core::Result<_>>()?)
 }
 
 fn log_epoch(label: &str, epochs: usize, record: &EpochRecord) {
     use std::fmt::Write;
-    let mut line = format!("{label}epoch {}/{epochs} loss {:.4}", record.epoch, record.loss);
+    let mut line = format!(
+        "{label}epoch {}/{epochs} loss {:.4}",
+        record.epoch, record.loss
+    );
     if let Some(accuracy) = record.accuracy {
         let _ = write!(line, " acc {accuracy:.4}");
     }

@@ -66,7 +66,12 @@ pub fn run(settings: &TrainSettings) -> Result<TrainOutcome> {
         LossKind::Mse => TargetKind::Values,
     };
     let data = Dataset::load(&settings.data, &settings.label, kind)?;
-    tracing::info!("{}: {} rows, {} features", settings.data.display(), data.len(), data.n_features);
+    tracing::info!(
+        "{}: {} rows, {} features",
+        settings.data.display(),
+        data.len(),
+        data.n_features
+    );
     let outcome = train_and_evaluate(&data, settings)?;
     if let Some(out) = &settings.out {
         write_model(&outcome, out)?;
@@ -78,7 +83,11 @@ pub fn run(settings: &TrainSettings) -> Result<TrainOutcome> {
 pub fn write_model(outcome: &TrainOutcome, dir: &Path) -> Result<()> {
     outcome.model.save(dir)?;
     let path = dir.join(METRICS_FILE);
-    let text = serde_json::to_string_pretty(&outcome.metrics).map_err(|source| TrainError::Json { path: path.clone(), source })?;
+    let text =
+        serde_json::to_string_pretty(&outcome.metrics).map_err(|source| TrainError::Json {
+            path: path.clone(),
+            source,
+        })?;
     std::fs::write(&path, text + "\n").map_err(|source| TrainError::Io { path, source })
 }
 
@@ -87,13 +96,24 @@ pub fn train_and_evaluate(data: &Dataset, settings: &TrainSettings) -> Result<Tr
     let order = shuffled_indices(data.len(), &mut SeededRng::derive(seed, 1));
     let (development, test) = hold_out(&order, settings.test_split);
     if development.len() < 2 {
-        return Err(TrainError::Settings(format!("only {} training rows after the test split", development.len())));
+        return Err(TrainError::Settings(format!(
+            "only {} training rows after the test split",
+            development.len()
+        )));
     }
     let cross_validation = if settings.folds >= 2 {
         if settings.folds > development.len() {
-            return Err(TrainError::Settings(format!("{} folds for {} rows", settings.folds, development.len())));
+            return Err(TrainError::Settings(format!(
+                "{} folds for {} rows",
+                settings.folds,
+                development.len()
+            )));
         }
-        Some(cross_validate(data, &k_folds(&development, settings.folds), settings)?)
+        Some(cross_validate(
+            data,
+            &k_folds(&development, settings.folds),
+            settings,
+        )?)
     } else {
         None
     };
@@ -101,13 +121,22 @@ pub fn train_and_evaluate(data: &Dataset, settings: &TrainSettings) -> Result<Tr
     let test_evaluation = if test.is_empty() {
         None
     } else {
-        let examples = Examples::from_dataset(&data.subset(&test), model.standardizer.as_ref(), DType::F32)?;
+        let examples =
+            Examples::from_dataset(&data.subset(&test), model.standardizer.as_ref(), DType::F32)?;
         let evaluation = evaluate(&model.network, &examples, settings.fit.loss)?;
-        tracing::info!("held-out test ({} rows): {}", test.len(), describe(&evaluation));
+        tracing::info!(
+            "held-out test ({} rows): {}",
+            test.len(),
+            describe(&evaluation)
+        );
         Some(evaluation)
     };
     let metrics = Metrics {
-        task: if matches!(data.targets, Targets::Classes { .. }) { "classification" } else { "regression" },
+        task: if matches!(data.targets, Targets::Classes { .. }) {
+            "classification"
+        } else {
+            "regression"
+        },
         examples: data.len(),
         train_examples: development.len(),
         test_examples: test.len(),
@@ -120,15 +149,27 @@ pub fn train_and_evaluate(data: &Dataset, settings: &TrainSettings) -> Result<Tr
     Ok(TrainOutcome { model, metrics })
 }
 
-fn cross_validate(data: &Dataset, folds: &[Fold], settings: &TrainSettings) -> Result<CrossValidation> {
+fn cross_validate(
+    data: &Dataset,
+    folds: &[Fold],
+    settings: &TrainSettings,
+) -> Result<CrossValidation> {
     let k = folds.len();
     let mut results = Vec::with_capacity(k);
     for (index, fold) in folds.iter().enumerate() {
         let label = format!("fold {}/{k}: ", index + 1);
         let (model, report) = train_model(data, &fold.train, settings, index as u64 + 1, &label)?;
-        let examples = Examples::from_dataset(&data.subset(&fold.validation), model.standardizer.as_ref(), DType::F32)?;
+        let examples = Examples::from_dataset(
+            &data.subset(&fold.validation),
+            model.standardizer.as_ref(),
+            DType::F32,
+        )?;
         let evaluation = evaluate(&model.network, &examples, settings.fit.loss)?;
-        tracing::info!("{label}held-out fold ({} rows): {}", fold.validation.len(), describe(&evaluation));
+        tracing::info!(
+            "{label}held-out fold ({} rows): {}",
+            fold.validation.len(),
+            describe(&evaluation)
+        );
         results.push(FoldResult {
             fold: index + 1,
             train_examples: fold.train.len(),
@@ -144,20 +185,37 @@ fn cross_validate(data: &Dataset, folds: &[Fold], settings: &TrainSettings) -> R
         Some((mean, std)) => (Some(mean), Some(std)),
         None => (None, None),
     };
-    let summary = CrossValidation { k, folds: results, mean_loss, std_loss, mean_accuracy, std_accuracy };
+    let summary = CrossValidation {
+        k,
+        folds: results,
+        mean_loss,
+        std_loss,
+        mean_accuracy,
+        std_accuracy,
+    };
     match (summary.mean_accuracy, summary.std_accuracy) {
         (Some(mean), Some(std)) => tracing::info!(
             "{k}-fold cross-validation: accuracy {mean:.4} ± {std:.4}, loss {:.4} ± {:.4}",
             summary.mean_loss,
             summary.std_loss
         ),
-        _ => tracing::info!("{k}-fold cross-validation: loss {:.4} ± {:.4}", summary.mean_loss, summary.std_loss),
+        _ => tracing::info!(
+            "{k}-fold cross-validation: loss {:.4} ± {:.4}",
+            summary.mean_loss,
+            summary.std_loss
+        ),
     }
     Ok(summary)
 }
 
 /// Fits a fresh network (and standardiser) on `rows`, keeping `validation_split` of them for early stopping.
-fn train_model(data: &Dataset, rows: &[usize], settings: &TrainSettings, stream: u64, label: &str) -> Result<(SavedModel, FitReport)> {
+fn train_model(
+    data: &Dataset,
+    rows: &[usize],
+    settings: &TrainSettings,
+    stream: u64,
+    label: &str,
+) -> Result<(SavedModel, FitReport)> {
     let (fit_rows, validation_rows) = hold_out(rows, settings.validation_split);
     let fit_data = data.subset(&fit_rows);
     let standardizer = settings.standardize.then(|| Standardizer::fit(&fit_data));
@@ -165,11 +223,21 @@ fn train_model(data: &Dataset, rows: &[usize], settings: &TrainSettings, stream:
     let validation = if validation_rows.is_empty() {
         None
     } else {
-        Some(Examples::from_dataset(&data.subset(&validation_rows), standardizer.as_ref(), DType::F32)?)
+        Some(Examples::from_dataset(
+            &data.subset(&validation_rows),
+            standardizer.as_ref(),
+            DType::F32,
+        )?)
     };
     let layers = layer_configs(settings, data.targets.output_units());
     let init_seed = SeededRng::derive(settings.fit.seed, 100 + stream).next_u64();
-    let network = Network::init(data.n_features, &layers, init_seed, DType::F32, &Device::Cpu)?;
+    let network = Network::init(
+        data.n_features,
+        &layers,
+        init_seed,
+        DType::F32,
+        &Device::Cpu,
+    )?;
     let mut fit_settings = settings.fit.clone();
     fit_settings.seed = SeededRng::derive(settings.fit.seed, 200 + stream).next_u64();
     let report = fit(&network, &train, validation.as_ref(), &fit_settings, label)?;
@@ -177,16 +245,28 @@ fn train_model(data: &Dataset, rows: &[usize], settings: &TrainSettings, stream:
         Targets::Classes { names, .. } => Some(names.clone()),
         Targets::Values(_) => None,
     };
-    let model = SavedModel { network, standardizer, labels, version: settings.version.clone() };
+    let model = SavedModel {
+        network,
+        standardizer,
+        labels,
+        version: settings.version.clone(),
+    };
     Ok((model, report))
 }
 
 pub fn layer_configs(settings: &TrainSettings, output_units: usize) -> Vec<LayerConfig> {
-    let hidden = settings.hidden.iter().map(|&units| (units, settings.activation));
+    let hidden = settings
+        .hidden
+        .iter()
+        .map(|&units| (units, settings.activation));
     hidden
         .chain(std::iter::once((output_units, settings.output)))
         .enumerate()
-        .map(|(index, (units, activation))| LayerConfig { name: format!("dense_{index}"), units, activation })
+        .map(|(index, (units, activation))| LayerConfig {
+            name: format!("dense_{index}"),
+            units,
+            activation,
+        })
         .collect()
 }
 

@@ -111,8 +111,14 @@ pub struct TrainSettings {
 
 impl TrainOptions {
     pub fn from_file(path: &Path) -> Result<TrainOptions> {
-        let text = std::fs::read_to_string(path).map_err(|source| TrainError::Io { path: path.to_owned(), source })?;
-        serde_json::from_str(&text).map_err(|source| TrainError::Json { path: path.to_owned(), source })
+        let text = std::fs::read_to_string(path).map_err(|source| TrainError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|source| TrainError::Json {
+            path: path.to_owned(),
+            source,
+        })
     }
 
     /// `self` with every setting that `over` has replaced by `over`'s.
@@ -120,34 +126,74 @@ impl TrainOptions {
         macro_rules! pick {
             ($($field:ident),*) => { TrainOptions { $($field: over.$field.or(self.$field)),* } };
         }
-        pick!(data, label, out, hidden, activation, output, loss, optimizer, learning_rate, momentum, beta1, beta2, rho,
-            epsilon, epochs, batch_size, l1, l2, validation_split, patience, folds, test_split, seed, version, standardize)
+        pick!(
+            data,
+            label,
+            out,
+            hidden,
+            activation,
+            output,
+            loss,
+            optimizer,
+            learning_rate,
+            momentum,
+            beta1,
+            beta2,
+            rho,
+            epsilon,
+            epochs,
+            batch_size,
+            l1,
+            l2,
+            validation_split,
+            patience,
+            folds,
+            test_split,
+            seed,
+            version,
+            standardize
+        )
     }
 
     pub fn resolve(self) -> Result<TrainSettings> {
         let invalid = |message: &str| Err(TrainError::Settings(message.to_owned()));
-        let Some(data) = self.data else { return invalid("--data is required") };
-        let Some(label) = self.label else { return invalid("--label is required") };
+        let Some(data) = self.data else {
+            return invalid("--data is required");
+        };
+        let Some(label) = self.label else {
+            return invalid("--label is required");
+        };
         let hidden = self.hidden.unwrap_or_else(|| vec![64, 64]);
         if hidden.contains(&0) {
             return invalid("hidden layer sizes must be > 0");
         }
         let activation = self.activation.unwrap_or(Activation::Relu);
         if activation == Activation::Softmax {
-            return invalid("softmax is only for the output layer; use relu, tanh, sigmoid or linear for hidden layers");
+            return invalid(
+                "softmax is only for the output layer; use relu, tanh, sigmoid or linear for hidden layers",
+            );
         }
         let output = self.output.unwrap_or(Activation::Softmax);
-        let loss = self.loss.unwrap_or(if output == Activation::Softmax { LossKind::CrossEntropy } else { LossKind::Mse });
+        let loss = self.loss.unwrap_or(if output == Activation::Softmax {
+            LossKind::CrossEntropy
+        } else {
+            LossKind::Mse
+        });
         match (loss, output) {
             (LossKind::CrossEntropy, Activation::Softmax) => {}
             (LossKind::CrossEntropy, _) => return invalid("cross-entropy needs --output softmax"),
             (LossKind::Mse, Activation::Softmax) => {
-                return invalid("mse regresses one numeric column; use --output linear (or sigmoid/tanh)");
+                return invalid(
+                    "mse regresses one numeric column; use --output linear (or sigmoid/tanh)",
+                );
             }
             (LossKind::Mse, _) => {}
         }
         let kind = self.optimizer.unwrap_or(OptimizerKind::Adam);
-        let mut optimizer = OptimizerSettings::new(kind, self.learning_rate.unwrap_or(kind.default_learning_rate()));
+        let mut optimizer = OptimizerSettings::new(
+            kind,
+            self.learning_rate.unwrap_or(kind.default_learning_rate()),
+        );
         optimizer.momentum = self.momentum.unwrap_or(optimizer.momentum);
         optimizer.beta1 = self.beta1.unwrap_or(optimizer.beta1);
         optimizer.beta2 = self.beta2.unwrap_or(optimizer.beta2);
@@ -157,7 +203,15 @@ impl TrainOptions {
             return invalid("the learning rate must be a positive number");
         }
         let unit = |value: f64| (0.0..1.0).contains(&value);
-        if ![optimizer.momentum, optimizer.beta1, optimizer.beta2, optimizer.rho].into_iter().all(unit) {
+        if ![
+            optimizer.momentum,
+            optimizer.beta1,
+            optimizer.beta2,
+            optimizer.rho,
+        ]
+        .into_iter()
+        .all(unit)
+        {
             return invalid("momentum, beta1, beta2 and rho must be in [0, 1)");
         }
         let fit = FitSettings {
@@ -203,7 +257,11 @@ mod tests {
     use super::*;
 
     fn minimal() -> TrainOptions {
-        TrainOptions { data: Some("d.csv".into()), label: Some("y".into()), ..TrainOptions::default() }
+        TrainOptions {
+            data: Some("d.csv".into()),
+            label: Some("y".into()),
+            ..TrainOptions::default()
+        }
     }
 
     #[test]
@@ -218,8 +276,13 @@ mod tests {
 
     #[test]
     fn flags_override_the_config_file() {
-        let file: TrainOptions = serde_json::from_str(r#"{"hidden": [8], "epochs": 3, "optimizer": "rmsprop"}"#).expect("json");
-        let flags = TrainOptions { epochs: Some(7), ..minimal() };
+        let file: TrainOptions =
+            serde_json::from_str(r#"{"hidden": [8], "epochs": 3, "optimizer": "rmsprop"}"#)
+                .expect("json");
+        let flags = TrainOptions {
+            epochs: Some(7),
+            ..minimal()
+        };
         let settings = file.overlaid_with(flags).resolve().expect("valid");
         assert_eq!(settings.hidden, [8]);
         assert_eq!(settings.fit.epochs, 7);
@@ -229,11 +292,34 @@ mod tests {
     #[test]
     fn unknown_config_keys_and_bad_combinations_are_rejected() {
         assert!(serde_json::from_str::<TrainOptions>(r#"{"hiden": [8]}"#).is_err());
-        let linear_ce = TrainOptions { output: Some(Activation::Linear), loss: Some(LossKind::CrossEntropy), ..minimal() };
+        let linear_ce = TrainOptions {
+            output: Some(Activation::Linear),
+            loss: Some(LossKind::CrossEntropy),
+            ..minimal()
+        };
         assert!(linear_ce.resolve().is_err());
-        assert!(TrainOptions { test_split: Some(1.5), ..minimal() }.resolve().is_err());
-        assert!(TrainOptions { data: None, ..minimal() }.resolve().is_err());
-        let regression = TrainOptions { output: Some(Activation::Linear), ..minimal() }.resolve().expect("valid");
+        assert!(
+            TrainOptions {
+                test_split: Some(1.5),
+                ..minimal()
+            }
+            .resolve()
+            .is_err()
+        );
+        assert!(
+            TrainOptions {
+                data: None,
+                ..minimal()
+            }
+            .resolve()
+            .is_err()
+        );
+        let regression = TrainOptions {
+            output: Some(Activation::Linear),
+            ..minimal()
+        }
+        .resolve()
+        .expect("valid");
         assert_eq!(regression.fit.loss, LossKind::Mse);
     }
 }

@@ -34,7 +34,10 @@ impl Standardizer {
                 if std < 1e-8 { 1.0 } else { std as f32 }
             })
             .collect();
-        Standardizer { mean: mean.iter().map(|&m| m as f32).collect(), std }
+        Standardizer {
+            mean: mean.iter().map(|&m| m as f32).collect(),
+            std,
+        }
     }
 
     /// Standardises a row-major feature matrix whose rows have `mean.len()` features.

@@ -3,8 +3,15 @@
 use std::process::Command;
 
 fn sconce_train(args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_sconce-train")).args(args).output().expect("run sconce-train");
-    (output.status.success(), String::from_utf8_lossy(&output.stdout).into(), String::from_utf8_lossy(&output.stderr).into())
+    let output = Command::new(env!("CARGO_BIN_EXE_sconce-train"))
+        .args(args)
+        .output()
+        .expect("run sconce-train");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into(),
+        String::from_utf8_lossy(&output.stderr).into(),
+    )
 }
 
 fn fit_error(csv: &str, label: &str) -> String {
@@ -12,7 +19,15 @@ fn fit_error(csv: &str, label: &str) -> String {
     let path = dir.path().join("data.csv");
     std::fs::write(&path, csv).expect("write");
     let out = dir.path().join("model");
-    let (ok, _, stderr) = sconce_train(&["fit", "--data", &path.to_string_lossy(), "--label", label, "--out", &out.to_string_lossy()]);
+    let (ok, _, stderr) = sconce_train(&[
+        "fit",
+        "--data",
+        &path.to_string_lossy(),
+        "--label",
+        label,
+        "--out",
+        &out.to_string_lossy(),
+    ]);
     assert!(!ok, "should fail: {stderr}");
     assert!(!out.exists(), "no model directory on failure");
     stderr
@@ -21,11 +36,20 @@ fn fit_error(csv: &str, label: &str) -> String {
 #[test]
 fn bad_input_errors_name_the_line() {
     let stderr = fit_error("a,b\n1,2\n", "target");
-    assert!(stderr.contains("line 1") && stderr.contains("no label column `target`"), "{stderr}");
+    assert!(
+        stderr.contains("line 1") && stderr.contains("no label column `target`"),
+        "{stderr}"
+    );
     let stderr = fit_error("a,b,target\n1,2,0\n3,x,1\n", "target");
-    assert!(stderr.contains("line 3, column `b`: `x` is not a number"), "{stderr}");
+    assert!(
+        stderr.contains("line 3, column `b`: `x` is not a number"),
+        "{stderr}"
+    );
     let stderr = fit_error("a,b,target\n1,2,0\n3,nan,1\n", "target");
-    assert!(stderr.contains("line 3, column `b`") && stderr.contains("NaN"), "{stderr}");
+    assert!(
+        stderr.contains("line 3, column `b`") && stderr.contains("NaN"),
+        "{stderr}"
+    );
     let stderr = fit_error("", "target");
     assert!(stderr.contains("line 1: the file is empty"), "{stderr}");
 }
@@ -47,14 +71,32 @@ fn config_file_with_flag_override_trains_and_writes_the_model() {
         .expect("write");
     let out = dir.path().join("model");
     let (ok, _, stderr) = sconce_train(&[
-        "fit", "--config", &config.to_string_lossy(), "--data", &data.to_string_lossy(), "--label", "label",
-        "--epochs", "4", "--version", "v9", "--out", &out.to_string_lossy(),
+        "fit",
+        "--config",
+        &config.to_string_lossy(),
+        "--data",
+        &data.to_string_lossy(),
+        "--label",
+        "label",
+        "--epochs",
+        "4",
+        "--version",
+        "v9",
+        "--out",
+        &out.to_string_lossy(),
     ]);
     assert!(ok, "{stderr}");
-    assert!(stderr.contains("epoch 4/4"), "per-epoch log lines: {stderr}");
-    assert!(stderr.contains("2-fold cross-validation: accuracy"), "{stderr}");
+    assert!(
+        stderr.contains("epoch 4/4"),
+        "per-epoch log lines: {stderr}"
+    );
+    assert!(
+        stderr.contains("2-fold cross-validation: accuracy"),
+        "{stderr}"
+    );
     let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).expect("config")).expect("json");
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).expect("config"))
+            .expect("json");
     assert_eq!(config["version"], "v9");
     assert_eq!(config["layers"][0]["units"], 6);
     assert_eq!(config["layers"][0]["activation"], "tanh");

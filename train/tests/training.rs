@@ -14,23 +14,40 @@ use sconce_train::settings::TrainOptions;
 /// Two classes split by the plane x₀ + x₁ = 0, plus a regression target 2x₀ - x₂.
 fn synthetic(rows: usize, regression: bool) -> Dataset {
     let mut rng = SeededRng::new(99);
-    let features: Vec<f32> = (0..rows * 4).map(|_| rng.uniform(-1.0, 1.0) as f32).collect();
+    let features: Vec<f32> = (0..rows * 4)
+        .map(|_| rng.uniform(-1.0, 1.0) as f32)
+        .collect();
     let row = |i: usize| &features[i * 4..i * 4 + 4];
     let targets = if regression {
         Targets::Values((0..rows).map(|i| 2.0 * row(i)[0] - row(i)[2]).collect())
     } else {
         Targets::Classes {
-            ids: (0..rows).map(|i| u32::from(row(i)[0] + row(i)[1] > 0.0)).collect(),
+            ids: (0..rows)
+                .map(|i| u32::from(row(i)[0] + row(i)[1] > 0.0))
+                .collect(),
             names: vec!["neg".into(), "pos".into()],
         }
     };
-    Dataset { feature_names: (0..4).map(|i| format!("x{i}")).collect(), n_features: 4, features, targets }
+    Dataset {
+        feature_names: (0..4).map(|i| format!("x{i}")).collect(),
+        n_features: 4,
+        features,
+        targets,
+    }
 }
 
 fn layers(output: Activation, units: usize) -> Vec<LayerConfig> {
     vec![
-        LayerConfig { name: "dense_0".into(), units: 8, activation: Activation::Tanh },
-        LayerConfig { name: "dense_1".into(), units, activation: output },
+        LayerConfig {
+            name: "dense_0".into(),
+            units: 8,
+            activation: Activation::Tanh,
+        },
+        LayerConfig {
+            name: "dense_1".into(),
+            units,
+            activation: output,
+        },
     ]
 }
 
@@ -38,7 +55,10 @@ fn fit_settings(kind: OptimizerKind, l1: f64, l2: f64) -> FitSettings {
     FitSettings {
         epochs: 30,
         batch_size: 16,
-        optimizer: OptimizerSettings::new(kind, kind.default_learning_rate() * if kind == OptimizerKind::Gd { 5.0 } else { 3.0 }),
+        optimizer: OptimizerSettings::new(
+            kind,
+            kind.default_learning_rate() * if kind == OptimizerKind::Gd { 5.0 } else { 3.0 },
+        ),
         loss: LossKind::CrossEntropy,
         l1,
         l2,
@@ -51,7 +71,10 @@ fn weight_norms(network: &Network) -> (f64, f64) {
     let mut l1 = 0.0;
     let mut l2 = 0.0;
     for weight in network.weights() {
-        let values = weight.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("weights");
+        let values = weight
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .expect("weights");
         l1 += values.iter().map(|w| f64::from(w.abs())).sum::<f64>();
         l2 += values.iter().map(|w| f64::from(w * w)).sum::<f64>();
     }
@@ -61,9 +84,20 @@ fn weight_norms(network: &Network) -> (f64, f64) {
 fn train_classifier(settings: &FitSettings) -> (Network, f64) {
     let data = synthetic(256, false);
     let examples = Examples::from_dataset(&data, None, DType::F32).expect("examples");
-    let network = Network::init(4, &layers(Activation::Softmax, 2), 11, DType::F32, &Device::Cpu).expect("init");
+    let network = Network::init(
+        4,
+        &layers(Activation::Softmax, 2),
+        11,
+        DType::F32,
+        &Device::Cpu,
+    )
+    .expect("init");
     let report = fit(&network, &examples, None, settings, "").expect("fit");
-    let accuracy = report.history.last().and_then(|r| r.accuracy).expect("accuracy");
+    let accuracy = report
+        .history
+        .last()
+        .and_then(|r| r.accuracy)
+        .expect("accuracy");
     (network, accuracy)
 }
 
@@ -88,8 +122,16 @@ fn l2_and_l1_penalties_shrink_the_weights() {
     let (with_l2, _) = train_classifier(&fit_settings(OptimizerKind::Adam, 0.0, 0.01));
     let (with_l1, _) = train_classifier(&fit_settings(OptimizerKind::Adam, 0.01, 0.0));
     let (plain_l1, plain_l2) = weight_norms(&plain);
-    assert!(weight_norms(&with_l2).1 < 0.8 * plain_l2, "L2: {:?} vs {plain_l2}", weight_norms(&with_l2));
-    assert!(weight_norms(&with_l1).0 < 0.8 * plain_l1, "L1: {:?} vs {plain_l1}", weight_norms(&with_l1));
+    assert!(
+        weight_norms(&with_l2).1 < 0.8 * plain_l2,
+        "L2: {:?} vs {plain_l2}",
+        weight_norms(&with_l2)
+    );
+    assert!(
+        weight_norms(&with_l1).0 < 0.8 * plain_l1,
+        "L1: {:?} vs {plain_l1}",
+        weight_norms(&with_l1)
+    );
 }
 
 #[test]
@@ -100,17 +142,32 @@ fn one_l2_step_of_gradient_descent_decays_weights_by_two_lr_lambda() {
         feature_names: vec!["a".into(), "b".into(), "c".into(), "d".into()],
         n_features: 4,
         features: vec![0.0; 8],
-        targets: Targets::Classes { ids: vec![0, 1], names: vec!["n".into(), "p".into()] },
+        targets: Targets::Classes {
+            ids: vec![0, 1],
+            names: vec!["n".into(), "p".into()],
+        },
     };
     let examples = Examples::from_dataset(&data, None, DType::F32).expect("examples");
-    let layers = [LayerConfig { name: "dense_0".into(), units: 2, activation: Activation::Softmax }];
+    let layers = [LayerConfig {
+        name: "dense_0".into(),
+        units: 2,
+        activation: Activation::Softmax,
+    }];
     let network = Network::init(4, &layers, 1, DType::F32, &Device::Cpu).expect("init");
-    let before = network.layers[0].weight.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("w");
+    let before = network.layers[0]
+        .weight
+        .flatten_all()
+        .and_then(|t| t.to_vec1::<f32>())
+        .expect("w");
     let mut settings = fit_settings(OptimizerKind::Gd, 0.0, 0.25);
     settings.epochs = 1;
     settings.optimizer.learning_rate = 0.1;
     fit(&network, &examples, None, &settings, "").expect("fit");
-    let after = network.layers[0].weight.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("w");
+    let after = network.layers[0]
+        .weight
+        .flatten_all()
+        .and_then(|t| t.to_vec1::<f32>())
+        .expect("w");
     for (b, a) in before.iter().zip(&after) {
         assert!((a - b * 0.95).abs() < 1e-6, "{b} -> {a}");
     }
@@ -119,11 +176,26 @@ fn one_l2_step_of_gradient_descent_decays_weights_by_two_lr_lambda() {
 #[test]
 fn early_stopping_stops_and_keeps_the_best_epoch() {
     let data = synthetic(200, false);
-    let train = Examples::from_dataset(&data.subset(&(0..40).collect::<Vec<_>>()), None, DType::F32).expect("train");
-    let validation = Examples::from_dataset(&data.subset(&(40..200).collect::<Vec<_>>()), None, DType::F32).expect("val");
+    let train =
+        Examples::from_dataset(&data.subset(&(0..40).collect::<Vec<_>>()), None, DType::F32)
+            .expect("train");
+    let validation = Examples::from_dataset(
+        &data.subset(&(40..200).collect::<Vec<_>>()),
+        None,
+        DType::F32,
+    )
+    .expect("val");
     let wide = [
-        LayerConfig { name: "dense_0".into(), units: 64, activation: Activation::Relu },
-        LayerConfig { name: "dense_1".into(), units: 2, activation: Activation::Softmax },
+        LayerConfig {
+            name: "dense_0".into(),
+            units: 64,
+            activation: Activation::Relu,
+        },
+        LayerConfig {
+            name: "dense_1".into(),
+            units: 2,
+            activation: Activation::Softmax,
+        },
     ];
     let network = Network::init(4, &wide, 2, DType::F32, &Device::Cpu).expect("init");
     let mut settings = fit_settings(OptimizerKind::Adam, 0.0, 0.0);
@@ -133,9 +205,18 @@ fn early_stopping_stops_and_keeps_the_best_epoch() {
     let report = fit(&network, &train, Some(&validation), &settings, "").expect("fit");
     assert!(report.stopped_early, "ran all {} epochs", report.epochs_run);
     assert_eq!(report.epochs_run, report.best_epoch + 5);
-    let best_loss = report.history[report.best_epoch - 1].validation.expect("val").loss;
-    let final_loss = sconce_train::evaluate::evaluate(&network, &validation, LossKind::CrossEntropy).expect("eval").loss;
-    assert!((best_loss - final_loss).abs() < 1e-6, "restored {final_loss}, best {best_loss}");
+    let best_loss = report.history[report.best_epoch - 1]
+        .validation
+        .expect("val")
+        .loss;
+    let final_loss =
+        sconce_train::evaluate::evaluate(&network, &validation, LossKind::CrossEntropy)
+            .expect("eval")
+            .loss;
+    assert!(
+        (best_loss - final_loss).abs() < 1e-6,
+        "restored {final_loss}, best {best_loss}"
+    );
 }
 
 #[test]
@@ -173,7 +254,8 @@ fn the_same_seed_gives_the_same_model_and_another_seed_does_not() {
             seed: Some(seed),
             ..TrainOptions::default()
         };
-        let outcome = train_and_evaluate(&data, &options.resolve().expect("settings")).expect("trains");
+        let outcome =
+            train_and_evaluate(&data, &options.resolve().expect("settings")).expect("trains");
         let dir = tempfile::tempdir().expect("dir");
         outcome.model.save(dir.path()).expect("save");
         std::fs::read(dir.path().join("model.safetensors")).expect("read")

@@ -5,25 +5,37 @@ use std::path::Path;
 use super::{Dataset, TargetKind, Targets};
 use crate::error::DataError;
 
-pub(super) fn load(path: &Path, label_column: &str, kind: TargetKind) -> Result<Dataset, DataError> {
-    let file = std::fs::File::open(path).map_err(|source| DataError::Read { path: path.to_owned(), source })?;
+pub(super) fn load(
+    path: &Path,
+    label_column: &str,
+    kind: TargetKind,
+) -> Result<Dataset, DataError> {
+    let file = std::fs::File::open(path).map_err(|source| DataError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .trim(csv::Trim::All)
         .from_reader(std::io::BufReader::new(file));
     let header = reader.headers().map_err(|e| csv_error(path, e))?.clone();
     if header.is_empty() || (header.len() == 1 && header.get(0).is_some_and(str::is_empty)) {
-        return Err(DataError::Empty { path: path.to_owned() });
+        return Err(DataError::Empty {
+            path: path.to_owned(),
+        });
     }
-    let label_index = header.iter().position(|name| name == label_column).ok_or_else(|| {
-        DataError::MissingLabelColumn {
+    let label_index = header
+        .iter()
+        .position(|name| name == label_column)
+        .ok_or_else(|| DataError::MissingLabelColumn {
             path: path.to_owned(),
             column: label_column.to_owned(),
             available: header.iter().collect::<Vec<_>>().join(", "),
-        }
-    })?;
+        })?;
     if header.len() < 2 {
-        return Err(DataError::NoFeatureColumns { path: path.to_owned() });
+        return Err(DataError::NoFeatureColumns {
+            path: path.to_owned(),
+        });
     }
     let feature_names: Vec<String> = header
         .iter()
@@ -37,7 +49,9 @@ pub(super) fn load(path: &Path, label_column: &str, kind: TargetKind) -> Result<
     let mut values = Vec::new();
     let mut record = csv::StringRecord::new();
     loop {
-        let more = reader.read_record(&mut record).map_err(|e| csv_error(path, e))?;
+        let more = reader
+            .read_record(&mut record)
+            .map_err(|e| csv_error(path, e))?;
         if !more {
             break;
         }
@@ -71,9 +85,16 @@ pub(super) fn load(path: &Path, label_column: &str, kind: TargetKind) -> Result<
         TargetKind::Values => Targets::Values(values),
     };
     if targets.is_empty() {
-        return Err(DataError::NoRows { path: path.to_owned() });
+        return Err(DataError::NoRows {
+            path: path.to_owned(),
+        });
     }
-    Ok(Dataset { n_features: feature_names.len(), feature_names, features, targets })
+    Ok(Dataset {
+        n_features: feature_names.len(),
+        feature_names,
+        features,
+        targets,
+    })
 }
 
 fn parse_number(path: &Path, line: u64, column: &str, cell: &str) -> Result<f32, DataError> {
@@ -84,26 +105,44 @@ fn parse_number(path: &Path, line: u64, column: &str, cell: &str) -> Result<f32,
             path: path.to_owned(),
             line,
             column: column.to_owned(),
-            value: if cell.is_empty() { "(empty cell)".to_owned() } else { cell.to_owned() },
+            value: if cell.is_empty() {
+                "(empty cell)".to_owned()
+            } else {
+                cell.to_owned()
+            },
         }),
     }
 }
 
 fn not_finite(path: &Path, line: u64, column: &str, cell: &str) -> DataError {
-    DataError::NotFinite { path: path.to_owned(), line, column: column.to_owned(), value: cell.to_owned() }
+    DataError::NotFinite {
+        path: path.to_owned(),
+        line,
+        column: column.to_owned(),
+        value: cell.to_owned(),
+    }
 }
 
 fn csv_error(path: &Path, error: csv::Error) -> DataError {
     let line = error.position().map_or(0, csv::Position::line);
     let message = match error.kind() {
-        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => {
             format!("expected {expected_len} fields like the header, found {len}")
         }
         _ => error.to_string(),
     };
     match error.into_kind() {
-        csv::ErrorKind::Io(source) => DataError::Read { path: path.to_owned(), source },
-        _ => DataError::Malformed { path: path.to_owned(), line, message },
+        csv::ErrorKind::Io(source) => DataError::Read {
+            path: path.to_owned(),
+            source,
+        },
+        _ => DataError::Malformed {
+            path: path.to_owned(),
+            line,
+            message,
+        },
     }
 }
 
@@ -112,14 +151,19 @@ mod tests {
     use super::*;
 
     fn write(content: &str) -> tempfile::NamedTempFile {
-        let mut file = tempfile::Builder::new().suffix(".csv").tempfile().expect("temp file");
+        let mut file = tempfile::Builder::new()
+            .suffix(".csv")
+            .tempfile()
+            .expect("temp file");
         std::io::Write::write_all(&mut file, content.as_bytes()).expect("write");
         file
     }
 
     fn load_err(content: &str, label: &str, kind: TargetKind) -> String {
         let file = write(content);
-        load(file.path(), label, kind).expect_err("should fail").to_string()
+        load(file.path(), label, kind)
+            .expect_err("should fail")
+            .to_string()
     }
 
     #[test]
@@ -128,7 +172,13 @@ mod tests {
         let data = load(file.path(), "label", TargetKind::Classes).expect("loads");
         assert_eq!(data.feature_names, ["a", "b"]);
         assert_eq!(data.features, [1.0, 2.0, 3.0, 4.0]);
-        assert_eq!(data.targets, Targets::Classes { ids: vec![0, 1], names: vec!["cat".into(), "dog".into()] });
+        assert_eq!(
+            data.targets,
+            Targets::Classes {
+                ids: vec![0, 1],
+                names: vec!["cat".into(), "dog".into()]
+            }
+        );
     }
 
     #[test]
@@ -142,28 +192,43 @@ mod tests {
     fn missing_label_column_names_header_line_and_columns() {
         let message = load_err("a,b\n1,2\n", "target", TargetKind::Classes);
         assert!(message.contains("line 1"), "{message}");
-        assert!(message.contains("`target`") && message.contains("a, b"), "{message}");
+        assert!(
+            message.contains("`target`") && message.contains("a, b"),
+            "{message}"
+        );
     }
 
     #[test]
     fn non_numeric_cell_names_line_and_column() {
         let message = load_err("a,b,label\n1,2,0\n3,oops,1\n", "label", TargetKind::Classes);
         assert!(message.contains("line 3"), "{message}");
-        assert!(message.contains("column `b`") && message.contains("`oops` is not a number"), "{message}");
+        assert!(
+            message.contains("column `b`") && message.contains("`oops` is not a number"),
+            "{message}"
+        );
     }
 
     #[test]
     fn nan_names_line() {
         let message = load_err("a,label\n1,0\n2,1\nNaN,0\n", "label", TargetKind::Classes);
-        assert!(message.contains("line 4") && message.contains("NaN"), "{message}");
+        assert!(
+            message.contains("line 4") && message.contains("NaN"),
+            "{message}"
+        );
         let message = load_err("a,y\n1,0\n2,nan\n", "y", TargetKind::Values);
-        assert!(message.contains("line 3") && message.contains("column `y`"), "{message}");
+        assert!(
+            message.contains("line 3") && message.contains("column `y`"),
+            "{message}"
+        );
     }
 
     #[test]
     fn empty_file_and_header_only_are_explained() {
         let message = load_err("", "label", TargetKind::Classes);
-        assert!(message.contains("line 1") && message.contains("empty"), "{message}");
+        assert!(
+            message.contains("line 1") && message.contains("empty"),
+            "{message}"
+        );
         let message = load_err("a,label\n", "label", TargetKind::Classes);
         assert!(message.contains("no data rows"), "{message}");
     }
@@ -171,12 +236,18 @@ mod tests {
     #[test]
     fn ragged_row_names_line() {
         let message = load_err("a,b,label\n1,2,0\n1,0\n", "label", TargetKind::Classes);
-        assert!(message.contains("line 3") && message.contains("expected 3 fields"), "{message}");
+        assert!(
+            message.contains("line 3") && message.contains("expected 3 fields"),
+            "{message}"
+        );
     }
 
     #[test]
     fn empty_cell_is_reported() {
         let message = load_err("a,b,label\n1,,0\n", "label", TargetKind::Classes);
-        assert!(message.contains("line 2") && message.contains("empty cell"), "{message}");
+        assert!(
+            message.contains("line 2") && message.contains("empty cell"),
+            "{message}"
+        );
     }
 }

@@ -18,7 +18,10 @@ pub enum TargetKind {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Targets {
     /// `ids[i]` indexes `names`; `names` is sorted numerically when every label is a number.
-    Classes { ids: Vec<u32>, names: Vec<String> },
+    Classes {
+        ids: Vec<u32>,
+        names: Vec<String>,
+    },
     Values(Vec<f32>),
 }
 
@@ -48,7 +51,9 @@ impl Targets {
                 ids: indices.iter().map(|&i| ids[i]).collect(),
                 names: names.clone(),
             },
-            Targets::Values(values) => Targets::Values(indices.iter().map(|&i| values[i]).collect()),
+            Targets::Values(values) => {
+                Targets::Values(indices.iter().map(|&i| values[i]).collect())
+            }
         }
     }
 
@@ -129,7 +134,10 @@ mod tests {
 
     #[test]
     fn numeric_class_labels_sort_as_numbers() {
-        let labels: Vec<String> = ["10", "2", "1", "2"].iter().map(|s| s.to_string()).collect();
+        let labels: Vec<String> = ["10", "2", "1", "2"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let Targets::Classes { ids, names } = Targets::classes_from_labels(&labels) else {
             panic!("expected classes");
         };
@@ -139,7 +147,10 @@ mod tests {
 
     #[test]
     fn text_class_labels_sort_as_text() {
-        let labels: Vec<String> = ["cat", "ant", "cat"].iter().map(|s| s.to_string()).collect();
+        let labels: Vec<String> = ["cat", "ant", "cat"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let Targets::Classes { ids, names } = Targets::classes_from_labels(&labels) else {
             panic!("expected classes");
         };
@@ -153,10 +164,19 @@ mod tests {
             feature_names: vec!["a".into(), "b".into()],
             n_features: 2,
             features: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
-            targets: Targets::Classes { ids: vec![0, 1, 2], names: vec!["x".into(), "y".into(), "z".into()] },
+            targets: Targets::Classes {
+                ids: vec![0, 1, 2],
+                names: vec!["x".into(), "y".into(), "z".into()],
+            },
         };
         let sub = data.subset(&[2, 0]);
         assert_eq!(sub.features, [5.0, 6.0, 1.0, 2.0]);
-        assert_eq!(sub.targets, Targets::Classes { ids: vec![2, 0], names: vec!["x".into(), "y".into(), "z".into()] });
+        assert_eq!(
+            sub.targets,
+            Targets::Classes {
+                ids: vec![2, 0],
+                names: vec!["x".into(), "y".into(), "z".into()]
+            }
+        );
     }
 }

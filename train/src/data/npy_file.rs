@@ -12,7 +12,9 @@ pub(super) fn load(path: &Path, label: &str, kind: TargetKind) -> Result<Dataset
     let matrix = read_matrix(path)?;
     let (rows, columns) = matrix.shape;
     if rows == 0 {
-        return Err(DataError::NoRows { path: path.to_owned() });
+        return Err(DataError::NoRows {
+            path: path.to_owned(),
+        });
     }
     let (label_values, feature_columns): (Vec<f64>, Vec<usize>) = if label.ends_with(".npy") {
         let label_path = PathBuf::from(label);
@@ -20,7 +22,11 @@ pub(super) fn load(path: &Path, label: &str, kind: TargetKind) -> Result<Dataset
         if labels.shape != (rows, 1) {
             return Err(npy_error(
                 &label_path,
-                format!("labels must be a 1-D array of {rows} values (one per row of {}), found shape {:?}", path.display(), labels.shape),
+                format!(
+                    "labels must be a 1-D array of {rows} values (one per row of {}), found shape {:?}",
+                    path.display(),
+                    labels.shape
+                ),
             ));
         }
         (labels.values, (0..columns).collect())
@@ -29,27 +35,40 @@ pub(super) fn load(path: &Path, label: &str, kind: TargetKind) -> Result<Dataset
             npy_error(path, format!("for NPY input the label must be a column index or a labels .npy file, got `{label}`"))
         })?;
         if index >= columns {
-            return Err(npy_error(path, format!("label column {index} is out of range: the array has {columns} columns")));
+            return Err(npy_error(
+                path,
+                format!("label column {index} is out of range: the array has {columns} columns"),
+            ));
         }
-        let labels = (0..rows).map(|r| matrix.values[r * columns + index]).collect();
+        let labels = (0..rows)
+            .map(|r| matrix.values[r * columns + index])
+            .collect();
         (labels, (0..columns).filter(|&c| c != index).collect())
     };
     if feature_columns.is_empty() {
-        return Err(DataError::NoFeatureColumns { path: path.to_owned() });
+        return Err(DataError::NoFeatureColumns {
+            path: path.to_owned(),
+        });
     }
     let mut features = Vec::with_capacity(rows * feature_columns.len());
     for row in 0..rows {
         for &column in &feature_columns {
             let value = matrix.values[row * columns + column];
             if !value.is_finite() {
-                return Err(npy_error(path, format!("row {row}, column {column}: {value} is not a finite number")));
+                return Err(npy_error(
+                    path,
+                    format!("row {row}, column {column}: {value} is not a finite number"),
+                ));
             }
             features.push(value as f32);
         }
     }
     for (row, value) in label_values.iter().enumerate() {
         if !value.is_finite() {
-            return Err(npy_error(path, format!("row {row}: label {value} is not a finite number")));
+            return Err(npy_error(
+                path,
+                format!("row {row}: label {value} is not a finite number"),
+            ));
         }
     }
     let targets = match kind {
@@ -73,14 +92,29 @@ struct Matrix {
 }
 
 fn read_matrix(path: &Path) -> Result<Matrix, DataError> {
-    if std::fs::metadata(path).map_err(|source| DataError::Read { path: path.to_owned(), source })?.len() == 0 {
-        return Err(DataError::Npy { path: path.to_owned(), message: "the file is empty".to_owned() });
+    if std::fs::metadata(path)
+        .map_err(|source| DataError::Read {
+            path: path.to_owned(),
+            source,
+        })?
+        .len()
+        == 0
+    {
+        return Err(DataError::Npy {
+            path: path.to_owned(),
+            message: "the file is empty".to_owned(),
+        });
     }
     let tensor = Tensor::read_npy(path).map_err(|e| npy_error(path, e.to_string()))?;
     let shape = match tensor.dims() {
         [n] => (*n, 1),
         [rows, columns] => (*rows, *columns),
-        dims => return Err(npy_error(path, format!("expected a 1-D or 2-D array, found shape {dims:?}"))),
+        dims => {
+            return Err(npy_error(
+                path,
+                format!("expected a 1-D or 2-D array, found shape {dims:?}"),
+            ));
+        }
     };
     let values = tensor
         .to_dtype(DType::F64)
@@ -91,11 +125,18 @@ fn read_matrix(path: &Path) -> Result<Matrix, DataError> {
 }
 
 fn format_label(value: f64) -> String {
-    if value.fract() == 0.0 && value.abs() < 1e15 { format!("{}", value as i64) } else { value.to_string() }
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        format!("{}", value as i64)
+    } else {
+        value.to_string()
+    }
 }
 
 fn npy_error(path: &Path, message: String) -> DataError {
-    DataError::Npy { path: path.to_owned(), message }
+    DataError::Npy {
+        path: path.to_owned(),
+        message,
+    }
 }
 
 #[cfg(test)]
@@ -106,12 +147,19 @@ mod tests {
     #[test]
     fn label_as_column_index_or_separate_file() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let x = Tensor::from_vec(vec![1f32, 2.0, 0.0, 3.0, 4.0, 1.0], (2, 3), &Device::Cpu).expect("tensor");
+        let x = Tensor::from_vec(vec![1f32, 2.0, 0.0, 3.0, 4.0, 1.0], (2, 3), &Device::Cpu)
+            .expect("tensor");
         let x_path = dir.path().join("x.npy");
         x.write_npy(&x_path).expect("write");
         let data = load(&x_path, "2", TargetKind::Classes).expect("loads");
         assert_eq!(data.features, [1.0, 2.0, 3.0, 4.0]);
-        assert_eq!(data.targets, Targets::Classes { ids: vec![0, 1], names: vec!["0".into(), "1".into()] });
+        assert_eq!(
+            data.targets,
+            Targets::Classes {
+                ids: vec![0, 1],
+                names: vec!["0".into(), "1".into()]
+            }
+        );
 
         let y = Tensor::from_vec(vec![0.5f64, -1.5], 2, &Device::Cpu).expect("tensor");
         let y_path = dir.path().join("y.npy");
@@ -125,16 +173,23 @@ mod tests {
     #[test]
     fn nan_and_bad_label_are_reported() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let x = Tensor::from_vec(vec![1f32, 0.0, f32::NAN, 1.0], (2, 2), &Device::Cpu).expect("tensor");
+        let x =
+            Tensor::from_vec(vec![1f32, 0.0, f32::NAN, 1.0], (2, 2), &Device::Cpu).expect("tensor");
         let x_path = dir.path().join("x.npy");
         x.write_npy(&x_path).expect("write");
-        let message = load(&x_path, "1", TargetKind::Classes).expect_err("NaN").to_string();
+        let message = load(&x_path, "1", TargetKind::Classes)
+            .expect_err("NaN")
+            .to_string();
         assert!(message.contains("row 1, column 0"), "{message}");
-        let message = load(&x_path, "label", TargetKind::Classes).expect_err("not an index").to_string();
+        let message = load(&x_path, "label", TargetKind::Classes)
+            .expect_err("not an index")
+            .to_string();
         assert!(message.contains("column index"), "{message}");
         let empty = dir.path().join("empty.npy");
         std::fs::write(&empty, b"").expect("write");
-        let message = load(&empty, "0", TargetKind::Classes).expect_err("empty").to_string();
+        let message = load(&empty, "0", TargetKind::Classes)
+            .expect_err("empty")
+            .to_string();
         assert!(message.contains("empty"), "{message}");
     }
 }

@@ -35,7 +35,11 @@ pub fn k_folds(indices: &[usize], k: usize) -> Vec<Fold> {
             let start = fold * n / k;
             let end = (fold + 1) * n / k;
             let validation = indices[start..end].to_vec();
-            let train = indices[..start].iter().chain(&indices[end..]).copied().collect();
+            let train = indices[..start]
+                .iter()
+                .chain(&indices[end..])
+                .copied()
+                .collect();
             Fold { train, validation }
         })
         .collect()

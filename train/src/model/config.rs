@@ -43,7 +43,10 @@ impl ModelConfig {
     pub fn validate(&self) -> Result<()> {
         let invalid = |message: String| Err(TrainError::Model(message));
         if self.format != FORMAT_NAME {
-            return invalid(format!("format is `{}`, expected `{FORMAT_NAME}`", self.format));
+            return invalid(format!(
+                "format is `{}`, expected `{FORMAT_NAME}`",
+                self.format
+            ));
         }
         if self.input_size == 0 {
             return invalid("input_size must be > 0".to_owned());
@@ -63,7 +66,11 @@ impl ModelConfig {
         if let Some(labels) = &self.labels
             && labels.len() != last.units
         {
-            return invalid(format!("{} labels for {} output units", labels.len(), last.units));
+            return invalid(format!(
+                "{} labels for {} output units",
+                labels.len(),
+                last.units
+            ));
         }
         Ok(())
     }
@@ -96,8 +103,16 @@ mod tests {
             format: FORMAT_NAME.into(),
             input_size: 2,
             layers: vec![
-                LayerConfig { name: "a".into(), units: 2, activation: Activation::Relu },
-                LayerConfig { name: "a".into(), units: 2, activation: Activation::Softmax },
+                LayerConfig {
+                    name: "a".into(),
+                    units: 2,
+                    activation: Activation::Relu,
+                },
+                LayerConfig {
+                    name: "a".into(),
+                    units: 2,
+                    activation: Activation::Softmax,
+                },
             ],
             standardize: false,
             labels: None,

@@ -25,14 +25,23 @@ pub struct Network {
 
 impl Network {
     /// Glorot-uniform weights (Keras's default) drawn from our own PRNG, zero biases.
-    pub fn init(input_size: usize, layers: &[LayerConfig], seed: u64, dtype: DType, device: &Device) -> Result<Network> {
-        let mut rng = SeededRng::derive(seed, 0x1A7E_75);
+    pub fn init(
+        input_size: usize,
+        layers: &[LayerConfig],
+        seed: u64,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Network> {
+        let mut rng = SeededRng::derive(seed, 0x1A7E_0075);
         let mut fan_in = input_size;
         let mut dense = Vec::with_capacity(layers.len());
         for layer in layers {
             let limit = (6.0 / (fan_in + layer.units) as f64).sqrt();
-            let values: Vec<f64> = (0..layer.units * fan_in).map(|_| rng.uniform(-limit, limit)).collect();
-            let weight = Tensor::from_vec(values, (layer.units, fan_in), device)?.to_dtype(dtype)?;
+            let values: Vec<f64> = (0..layer.units * fan_in)
+                .map(|_| rng.uniform(-limit, limit))
+                .collect();
+            let weight =
+                Tensor::from_vec(values, (layer.units, fan_in), device)?.to_dtype(dtype)?;
             let bias = Tensor::zeros(layer.units, dtype, device)?;
             dense.push(Dense {
                 name: layer.name.clone(),
@@ -42,19 +51,32 @@ impl Network {
             });
             fan_in = layer.units;
         }
-        Ok(Network { input_size, layers: dense })
+        Ok(Network {
+            input_size,
+            layers: dense,
+        })
     }
 
     /// Builds the network from `N.weight` / `N.bias` tensors, checking every shape.
-    pub fn from_tensors(input_size: usize, layers: &[LayerConfig], tensors: &HashMap<String, Tensor>, dtype: DType) -> Result<Network> {
+    pub fn from_tensors(
+        input_size: usize,
+        layers: &[LayerConfig],
+        tensors: &HashMap<String, Tensor>,
+        dtype: DType,
+    ) -> Result<Network> {
         let mut fan_in = input_size;
         let mut dense = Vec::with_capacity(layers.len());
         for layer in layers {
             let fetch = |suffix: &str, shape: &[usize]| -> Result<Var> {
                 let key = format!("{}.{suffix}", layer.name);
-                let tensor = tensors.get(&key).ok_or_else(|| TrainError::Model(format!("missing tensor `{key}`")))?;
+                let tensor = tensors
+                    .get(&key)
+                    .ok_or_else(|| TrainError::Model(format!("missing tensor `{key}`")))?;
                 if tensor.dims() != shape {
-                    return Err(TrainError::Model(format!("tensor `{key}` has shape {:?}, expected {shape:?}", tensor.dims())));
+                    return Err(TrainError::Model(format!(
+                        "tensor `{key}` has shape {:?}, expected {shape:?}",
+                        tensor.dims()
+                    )));
                 }
                 Ok(Var::from_tensor(&tensor.to_dtype(dtype)?)?)
             };
@@ -66,23 +88,35 @@ impl Network {
             });
             fan_in = layer.units;
         }
-        Ok(Network { input_size, layers: dense })
+        Ok(Network {
+            input_size,
+            layers: dense,
+        })
     }
 
     pub fn layer_configs(&self) -> Vec<LayerConfig> {
         self.layers
             .iter()
-            .map(|l| LayerConfig { name: l.name.clone(), units: l.bias.dims()[0], activation: l.activation })
+            .map(|l| LayerConfig {
+                name: l.name.clone(),
+                units: l.bias.dims()[0],
+                activation: l.activation,
+            })
             .collect()
     }
 
     pub fn output_activation(&self) -> Activation {
-        self.layers.last().map_or(Activation::Linear, |l| l.activation)
+        self.layers
+            .last()
+            .map_or(Activation::Linear, |l| l.activation)
     }
 
     /// Every trainable tensor, weights and biases interleaved layer by layer.
     pub fn parameters(&self) -> Vec<Var> {
-        self.layers.iter().flat_map(|l| [l.weight.clone(), l.bias.clone()]).collect()
+        self.layers
+            .iter()
+            .flat_map(|l| [l.weight.clone(), l.bias.clone()])
+            .collect()
     }
 
     /// The weight matrices only (the tensors L1/L2 penalties apply to).
@@ -95,7 +129,9 @@ impl Network {
         let mut hidden = input.clone();
         let last = self.layers.len().saturating_sub(1);
         for (index, layer) in self.layers.iter().enumerate() {
-            hidden = hidden.matmul(&layer.weight.t()?)?.broadcast_add(&layer.bias)?;
+            hidden = hidden
+                .matmul(&layer.weight.t()?)?
+                .broadcast_add(&layer.bias)?;
             if index != last {
                 hidden = activate(&hidden, layer.activation)?;
             }
@@ -134,8 +170,16 @@ mod tests {
 
     fn layers() -> Vec<LayerConfig> {
         vec![
-            LayerConfig { name: "dense_0".into(), units: 3, activation: Activation::Relu },
-            LayerConfig { name: "dense_1".into(), units: 2, activation: Activation::Softmax },
+            LayerConfig {
+                name: "dense_0".into(),
+                units: 3,
+                activation: Activation::Relu,
+            },
+            LayerConfig {
+                name: "dense_1".into(),
+                units: 2,
+                activation: Activation::Softmax,
+            },
         ]
     }
 
@@ -145,8 +189,16 @@ mod tests {
         let b = Network::init(4, &layers(), 9, DType::F32, &Device::Cpu).expect("init");
         assert_eq!(a.layers[0].weight.dims(), [3, 4]);
         assert_eq!(a.layers[1].weight.dims(), [2, 3]);
-        let wa = a.layers[0].weight.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("vec");
-        let wb = b.layers[0].weight.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("vec");
+        let wa = a.layers[0]
+            .weight
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .expect("vec");
+        let wb = b.layers[0]
+            .weight
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .expect("vec");
         assert_eq!(wa, wb);
         let limit = (6.0f32 / 7.0).sqrt();
         assert!(wa.iter().all(|w| w.abs() <= limit));
@@ -156,14 +208,29 @@ mod tests {
     fn forward_matches_hand_computation() {
         let mut tensors = HashMap::new();
         let dev = Device::Cpu;
-        tensors.insert("dense_0.weight".to_owned(), Tensor::new(&[[1f32, -1.0], [0.5, 2.0], [0.0, 0.0]], &dev).expect("t"));
-        tensors.insert("dense_0.bias".to_owned(), Tensor::new(&[0f32, -1.0, 1.0], &dev).expect("t"));
-        tensors.insert("dense_1.weight".to_owned(), Tensor::new(&[[1f32, 0.0, 0.0], [0.0, 1.0, 1.0]], &dev).expect("t"));
-        tensors.insert("dense_1.bias".to_owned(), Tensor::new(&[0f32, 0.0], &dev).expect("t"));
+        tensors.insert(
+            "dense_0.weight".to_owned(),
+            Tensor::new(&[[1f32, -1.0], [0.5, 2.0], [0.0, 0.0]], &dev).expect("t"),
+        );
+        tensors.insert(
+            "dense_0.bias".to_owned(),
+            Tensor::new(&[0f32, -1.0, 1.0], &dev).expect("t"),
+        );
+        tensors.insert(
+            "dense_1.weight".to_owned(),
+            Tensor::new(&[[1f32, 0.0, 0.0], [0.0, 1.0, 1.0]], &dev).expect("t"),
+        );
+        tensors.insert(
+            "dense_1.bias".to_owned(),
+            Tensor::new(&[0f32, 0.0], &dev).expect("t"),
+        );
         let net = Network::from_tensors(2, &layers(), &tensors, DType::F32).expect("builds");
         // x = [1, 2]: h = relu([1-2, 0.5+4-1, 0+1]) = [0, 3.5, 1]; logits = [0, 4.5]
         let x = Tensor::new(&[[1f32, 2.0]], &dev).expect("t");
-        let out = net.forward(&x).and_then(|t| Ok(t.to_vec2::<f32>()?)).expect("forward");
+        let out = net
+            .forward(&x)
+            .and_then(|t| Ok(t.to_vec2::<f32>()?))
+            .expect("forward");
         let expected_1 = 1.0 / (1.0 + (-4.5f32).exp());
         assert!((out[0][1] - expected_1).abs() < 1e-6, "{out:?}");
         assert!((out[0][0] + out[0][1] - 1.0).abs() < 1e-6);
@@ -172,8 +239,12 @@ mod tests {
     #[test]
     fn from_tensors_reports_wrong_shapes() {
         let mut tensors = HashMap::new();
-        tensors.insert("dense_0.weight".to_owned(), Tensor::zeros((3, 5), DType::F32, &Device::Cpu).expect("t"));
-        let error = Network::from_tensors(4, &layers(), &tensors, DType::F32).expect_err("bad shape");
+        tensors.insert(
+            "dense_0.weight".to_owned(),
+            Tensor::zeros((3, 5), DType::F32, &Device::Cpu).expect("t"),
+        );
+        let error =
+            Network::from_tensors(4, &layers(), &tensors, DType::F32).expect_err("bad shape");
         assert!(error.to_string().contains("dense_0.weight"));
     }
 }

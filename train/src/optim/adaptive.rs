@@ -19,7 +19,15 @@ pub struct Adam {
 
 impl Adam {
     pub fn new(learning_rate: f64, beta1: f64, beta2: f64, epsilon: f64) -> Self {
-        Adam { learning_rate, beta1, beta2, epsilon, step: 0, first_moment: Vec::new(), second_moment: Vec::new() }
+        Adam {
+            learning_rate,
+            beta1,
+            beta2,
+            epsilon,
+            step: 0,
+            first_moment: Vec::new(),
+            second_moment: Vec::new(),
+        }
     }
 }
 
@@ -32,10 +40,15 @@ impl Optimizer for Adam {
         let second_correction = 1.0 - self.beta2.powi(self.step);
         for (i, (param, grad)) in params.iter().zip(grads).enumerate() {
             let grad = grad.detach();
-            let m = (self.first_moment[i].affine(self.beta1, 0.0)? + grad.affine(1.0 - self.beta1, 0.0)?)?;
-            let v = (self.second_moment[i].affine(self.beta2, 0.0)? + grad.sqr()?.affine(1.0 - self.beta2, 0.0)?)?;
+            let m = (self.first_moment[i].affine(self.beta1, 0.0)?
+                + grad.affine(1.0 - self.beta1, 0.0)?)?;
+            let v = (self.second_moment[i].affine(self.beta2, 0.0)?
+                + grad.sqr()?.affine(1.0 - self.beta2, 0.0)?)?;
             let m_hat = m.affine(1.0 / first_correction, 0.0)?;
-            let denominator = v.affine(1.0 / second_correction, 0.0)?.sqrt()?.affine(1.0, self.epsilon)?;
+            let denominator = v
+                .affine(1.0 / second_correction, 0.0)?
+                .sqrt()?
+                .affine(1.0, self.epsilon)?;
             let update = (m_hat / denominator)?.affine(self.learning_rate, 0.0)?;
             param.set(&(param.as_detached_tensor() - update)?)?;
             self.first_moment[i] = m;
@@ -55,7 +68,12 @@ pub struct RmsProp {
 
 impl RmsProp {
     pub fn new(learning_rate: f64, rho: f64, epsilon: f64) -> Self {
-        RmsProp { learning_rate, rho, epsilon, mean_square: Vec::new() }
+        RmsProp {
+            learning_rate,
+            rho,
+            epsilon,
+            mean_square: Vec::new(),
+        }
     }
 }
 
@@ -64,7 +82,8 @@ impl Optimizer for RmsProp {
         zero_state(&mut self.mean_square, params)?;
         for ((param, grad), mean_square) in params.iter().zip(grads).zip(&mut self.mean_square) {
             let grad = grad.detach();
-            *mean_square = (mean_square.affine(self.rho, 0.0)? + grad.sqr()?.affine(1.0 - self.rho, 0.0)?)?;
+            *mean_square =
+                (mean_square.affine(self.rho, 0.0)? + grad.sqr()?.affine(1.0 - self.rho, 0.0)?)?;
             let denominator = mean_square.sqrt()?.affine(1.0, self.epsilon)?;
             let update = (grad / denominator)?.affine(self.learning_rate, 0.0)?;
             param.set(&(param.as_detached_tensor() - update)?)?;
@@ -82,7 +101,11 @@ pub struct AdaGrad {
 
 impl AdaGrad {
     pub fn new(learning_rate: f64, epsilon: f64) -> Self {
-        AdaGrad { learning_rate, epsilon, sum_of_squares: Vec::new() }
+        AdaGrad {
+            learning_rate,
+            epsilon,
+            sum_of_squares: Vec::new(),
+        }
     }
 }
 
@@ -111,11 +134,15 @@ mod tests {
         // Step 2: m = 0.09·g₁ + 0.1·g₂ = [0.02, 0.11], m̂ = m/0.19;
         //         v = 0.000999·g₁² + 0.001·g₂² = [0.00031225, 0.004999], v̂ = v/0.001999.
         let [first, second] = two_steps(&mut Adam::new(0.1, 0.9, 0.999, 1e-8));
-        assert_close(&first, &[1.0 - 0.1 * 0.5 / (0.5 + 1e-8), -2.0 + 0.1 / (1.0 + 1e-8)]);
+        assert_close(
+            &first,
+            &[1.0 - 0.1 * 0.5 / (0.5 + 1e-8), -2.0 + 0.1 / (1.0 + 1e-8)],
+        );
         let m_hat = [0.02 / 0.19, 0.11 / 0.19];
         let v_hat = [0.00031225f64 / 0.001999, 0.004999 / 0.001999];
-        let expected: Vec<f64> =
-            (0..2).map(|i| first[i] - 0.1 * m_hat[i] / (v_hat[i].sqrt() + 1e-8)).collect();
+        let expected: Vec<f64> = (0..2)
+            .map(|i| first[i] - 0.1 * m_hat[i] / (v_hat[i].sqrt() + 1e-8))
+            .collect();
         assert_close(&second, &expected);
         assert_close(&second, &[0.873366298708, -1.936610353472]);
     }
@@ -128,7 +155,10 @@ mod tests {
         let step_one = 0.1 / (0.1f64.sqrt() + 1e-8 / 5.0);
         assert!((first[0] - (1.0 - step_one)).abs() < 1e-7);
         assert_close(&first, &[0.683772253983, -1.683772243983]);
-        let expected = [first[0] + 0.1 * 0.25 / (0.02875f64.sqrt() + 1e-8), first[1] - 0.1 * 2.0 / (0.49f64.sqrt() + 1e-8)];
+        let expected = [
+            first[0] + 0.1 * 0.25 / (0.02875f64.sqrt() + 1e-8),
+            first[1] - 0.1 * 2.0 / (0.49f64.sqrt() + 1e-8),
+        ];
         assert_close(&second, &expected);
     }
 
@@ -137,7 +167,10 @@ mod tests {
         // G₁ = g₁² → w₁ ≈ w₀ - lr·sign(g₁); G₂ = [0.3125, 5] → w₂ = w₁ - 0.1·g₂/√G₂
         let [first, second] = two_steps(&mut AdaGrad::new(0.1, 1e-8));
         assert_close(&first, &[0.900000002, -1.900000001]);
-        let expected = [first[0] + 0.025 / (0.3125f64.sqrt() + 1e-8), first[1] - 0.2 / (5f64.sqrt() + 1e-8)];
+        let expected = [
+            first[0] + 0.025 / (0.3125f64.sqrt() + 1e-8),
+            first[1] - 0.2 / (5f64.sqrt() + 1e-8),
+        ];
         assert_close(&second, &expected);
         assert_close(&second, &[0.944721360750, -1.989442719700]);
     }

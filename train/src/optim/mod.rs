@@ -68,7 +68,15 @@ pub struct OptimizerSettings {
 
 impl OptimizerSettings {
     pub fn new(kind: OptimizerKind, learning_rate: f64) -> Self {
-        OptimizerSettings { kind, learning_rate, momentum: 0.9, beta1: 0.9, beta2: 0.999, rho: 0.9, epsilon: 1e-8 }
+        OptimizerSettings {
+            kind,
+            learning_rate,
+            momentum: 0.9,
+            beta1: 0.9,
+            beta2: 0.999,
+            rho: 0.9,
+            epsilon: 1e-8,
+        }
     }
 
     pub fn build(&self) -> Box<dyn Optimizer> {
@@ -86,7 +94,10 @@ impl OptimizerSettings {
 /// Per-parameter state, created as zeros on the first step.
 fn zero_state(state: &mut Vec<Tensor>, params: &[Var]) -> Result<()> {
     if state.len() != params.len() {
-        *state = params.iter().map(|p| p.as_tensor().zeros_like()).collect::<candle_core::Result<_>>()?;
+        *state = params
+            .iter()
+            .map(|p| p.as_tensor().zeros_like())
+            .collect::<candle_core::Result<_>>()?;
     }
     Ok(())
 }
@@ -103,7 +114,9 @@ pub(crate) mod test_support {
         let mut after = Vec::new();
         for grad in [[0.5f64, -1.0], [-0.25, 2.0]] {
             let grad = Tensor::new(&grad, &Device::Cpu).expect("grad");
-            optimizer.step(std::slice::from_ref(&param), &[grad]).expect("step");
+            optimizer
+                .step(std::slice::from_ref(&param), &[grad])
+                .expect("step");
             after.push(param.as_tensor().to_vec1::<f64>().expect("vec"));
         }
         [after[0].clone(), after[1].clone()]
@@ -111,7 +124,10 @@ pub(crate) mod test_support {
 
     pub fn assert_close(actual: &[f64], expected: &[f64]) {
         for (a, e) in actual.iter().zip(expected) {
-            assert!((a - e).abs() < 1e-9, "got {actual:?}, expected {expected:?}");
+            assert!(
+                (a - e).abs() < 1e-9,
+                "got {actual:?}, expected {expected:?}"
+            );
         }
     }
 }

@@ -14,7 +14,11 @@ pub struct Sgd {
 
 impl Sgd {
     pub fn new(learning_rate: f64, momentum: f64) -> Self {
-        Sgd { learning_rate, momentum, velocity: Vec::new() }
+        Sgd {
+            learning_rate,
+            momentum,
+            velocity: Vec::new(),
+        }
     }
 }
 
@@ -22,7 +26,8 @@ impl Optimizer for Sgd {
     fn step(&mut self, params: &[Var], grads: &[Tensor]) -> Result<()> {
         if self.momentum == 0.0 {
             for (param, grad) in params.iter().zip(grads) {
-                let updated = (param.as_detached_tensor() - grad.detach().affine(self.learning_rate, 0.0)?)?;
+                let updated = (param.as_detached_tensor()
+                    - grad.detach().affine(self.learning_rate, 0.0)?)?;
                 param.set(&updated)?;
             }
             return Ok(());
@@ -30,7 +35,8 @@ impl Optimizer for Sgd {
         zero_state(&mut self.velocity, params)?;
         for ((param, grad), velocity) in params.iter().zip(grads).zip(&mut self.velocity) {
             *velocity = (velocity.affine(self.momentum, 0.0)? + grad.detach())?;
-            let updated = (param.as_detached_tensor() - velocity.affine(self.learning_rate, 0.0)?)?;
+            let updated =
+                (param.as_detached_tensor() - velocity.affine(self.learning_rate, 0.0)?)?;
             param.set(&updated)?;
         }
         Ok(())

@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_owned()
 }
 
 /// The digits CSV: `$SCONCE_DIGITS_CSV`, else whatever `hack/fetch-digits.sh` prints (it exports the data
@@ -18,7 +21,11 @@ pub fn digits_csv() -> PathBuf {
         .arg(repo_root().join("hack/fetch-digits.sh"))
         .output()
         .expect("run hack/fetch-digits.sh");
-    assert!(output.status.success(), "hack/fetch-digits.sh failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "hack/fetch-digits.sh failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let stdout = String::from_utf8(output.stdout).expect("utf-8 path");
     PathBuf::from(stdout.lines().last().expect("a path").trim())
 }
