@@ -148,9 +148,8 @@ async fn reapplying_the_same_manifest_writes_nothing() {
     };
     let before = versions().await;
 
-    // The user re-applies (client-side and server-side), and a fresh operator reconciles everything.
+    // The user re-applies, and a fresh operator reconciles everything.
     kubectl_ok(&["apply", "-n", &ns, "-f", "-"], Some(&manifest));
-    kubectl_ok(&["apply", "--server-side", "--field-manager=kubectl-client-side-apply", "--force-conflicts", "-n", &ns, "-f", "-"], Some(&manifest));
     operator.stop();
     let fresh = Operator::start(&client, &ns).await;
     wait_until(WAIT, "a full reconcile", || async { (fresh.reconciliations() >= 1).then_some(()) }).await;
@@ -173,7 +172,15 @@ async fn invalid_spec_is_degraded_with_a_warning_and_touches_nothing() {
 
     // A good one first, then break it: its Deployment must stay as it was.
     kubectl_ok(&["apply", "-n", &ns, "-f", "-"], Some(&example("mnist.yaml", None)));
-    let d = wait_until(WAIT, "Deployment", || async { deployments.get_opt("mnist-1").await.ok().flatten() }).await;
+    // Wait until the controller-manager has finished updating the Deployment's status.
+    let d = wait_until(WAIT, "Deployment settled", || async {
+        let d = deployments.get_opt("mnist-1").await.ok().flatten()?;
+        let s = d.status.clone()?;
+        (s.observed_generation == d.metadata.generation && s.replicas == Some(2)).then_some(d)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let d = deployments.get("mnist-1").await.expect("deployment");
     // And a second, malformed object beside it from the start.
     let broken = "apiVersion: sconce.dev/v1alpha1\nkind: ModelDeployment\nmetadata: {name: broken}\n\
                   spec: {model: {version: '1', uri: 'ftp://models/x', format: sequential}}\n";

@@ -154,7 +154,7 @@ pub fn valid_status(
     );
     let degraded = match &failure {
         Some((reason, message)) => condition(DEGRADED, true, reason, message.clone(), generation, now),
-        None => condition(DEGRADED, false, "AsExpected", String::new(), generation, now),
+        None => condition(DEGRADED, false, "AsExpected", "no problems detected".into(), generation, now),
     };
     merge_condition(&mut conditions, degraded);
 

@@ -108,10 +108,12 @@ pub async fn namespace(client: &Client, prefix: &str) -> String {
         ..Default::default()
     };
     api.create(&PostParams::default(), &ns).await.expect("creating namespace");
-    // Pods need the namespace's default ServiceAccount (made by the controller-manager).
+    // Pods need the namespace's default ServiceAccount and, on 1.20, its token secret (both made
+    // by the controller-manager).
     let sa: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), &name);
-    wait_until(Duration::from_secs(30), "default ServiceAccount", || async {
-        sa.get_opt("default").await.ok().flatten()
+    wait_until(Duration::from_secs(30), "default ServiceAccount token", || async {
+        let sa = sa.get_opt("default").await.ok().flatten()?;
+        sa.secrets.filter(|s| !s.is_empty()).map(|_| ())
     })
     .await;
     name
