@@ -6,6 +6,7 @@ pub mod data;
 pub mod error;
 pub mod evaluate;
 pub mod fit;
+pub mod keras;
 pub mod loss;
 pub mod model;
 pub mod optim;
