@@ -22,7 +22,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Train a model on CSV/NPY data: cross-validate, test on held-out rows, write the model directory.
-    Fit(FitArgs),
+    Fit(Box<FitArgs>),
     /// Convert a Keras Sequential model of Dense layers (`.h5` or `.keras`) into the `sequential` format.
     ImportKeras(ImportKerasArgs),
 }
