@@ -1,7 +1,7 @@
 //! A model written by the trainer, served unchanged by the real `sconce-server` binary, answers V2
 //! inference requests with the same outputs as the trainer's own forward pass.
 //!
-//! The server binary is `$SCONCE_SERVER_BIN`, else `target/debug/sconce-server` (built with
+//! The server binary is `$SCONCE_SERVER_BINARY` (set by hack/test.sh), else `target/debug/sconce-server` (built with
 //! `cargo build -p sconce-server` here if it is missing).
 
 mod common;
@@ -27,7 +27,7 @@ impl Drop for KillOnDrop {
 }
 
 fn server_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("SCONCE_SERVER_BIN") {
+    if let Some(path) = std::env::var_os("SCONCE_SERVER_BINARY") {
         return PathBuf::from(path);
     }
     let target = std::env::var_os("CARGO_TARGET_DIR")
