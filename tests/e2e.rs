@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-use k8s_openapi::api::core::v1::{Endpoints, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use sconce::crd::ModelDeployment;
 use sconce_devtools::model_fixture::{ModelSpec, sample_input, write_model};
@@ -95,17 +95,24 @@ async fn model_deployment_serves_real_predictions_and_heals() {
     })
     .await;
 
-    // The real endpoints controller lists both pods behind the Service.
-    let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), &ns);
-    let ips: Vec<String> = wait_until(WAIT, "2 endpoint addresses", || async {
-        let ep = endpoints.get("mnist").await.ok()?;
-        let ips: Vec<String> = ep
-            .subsets
-            .unwrap_or_default()
-            .into_iter()
-            .flat_map(|s| s.addresses.unwrap_or_default())
-            .map(|a| a.ip)
+    // The real EndpointSlice controller lists both pods behind the Service. (The older Endpoints
+    // controller refuses loopback pod IPs: "may not be in the loopback range"; EndpointSlices
+    // accept them. 1.20 serves only discovery.k8s.io/v1beta1, so read them through kubectl.)
+    let ips: Vec<String> = wait_until(WAIT, "2 ready endpoint addresses", || async {
+        let out = kubectl(
+            &["get", "endpointslices", "-n", &ns, "-l", "kubernetes.io/service-name=mnist", "-o", "json"],
+            None,
+        );
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        let mut ips: Vec<String> = list["items"]
+            .as_array()?
+            .iter()
+            .flat_map(|slice| slice["endpoints"].as_array().cloned().unwrap_or_default())
+            .filter(|ep| ep["conditions"]["ready"] == serde_json::Value::Bool(true))
+            .flat_map(|ep| ep["addresses"].as_array().cloned().unwrap_or_default())
+            .filter_map(|ip| ip.as_str().map(String::from))
             .collect();
+        ips.sort();
         (ips.len() == 2).then_some(ips)
     })
     .await;
