@@ -263,3 +263,80 @@ fn the_same_seed_gives_the_same_model_and_another_seed_does_not() {
     assert_eq!(run(1), run(1));
     assert_ne!(run(1), run(2));
 }
+
+#[test]
+fn a_gd_epoch_is_one_step_on_the_full_batch_and_sgd_order_follows_the_seed() {
+    let data = synthetic(64, false);
+    let examples = Examples::from_dataset(&data, None, DType::F32).expect("examples");
+    let fresh = || {
+        Network::init(
+            4,
+            &layers(Activation::Softmax, 2),
+            21,
+            DType::F32,
+            &Device::Cpu,
+        )
+        .expect("init")
+    };
+    let flat = |network: &Network| -> Vec<f32> {
+        network
+            .parameters()
+            .iter()
+            .flat_map(|p| {
+                p.flatten_all()
+                    .and_then(|t| t.to_vec1::<f32>())
+                    .expect("values")
+            })
+            .collect()
+    };
+
+    // By hand: w₁ = w₀ - lr·∇L(all 64 rows).
+    let by_hand = fresh();
+    let pre = by_hand
+        .forward_without_output_activation(&examples.inputs)
+        .expect("forward");
+    let loss = sconce_train::loss::data_loss(
+        LossKind::CrossEntropy,
+        &pre,
+        Activation::Softmax,
+        &examples.targets,
+    )
+    .expect("loss");
+    let grads = sconce_train::fit::gradients(&loss, &by_hand.parameters()).expect("grads");
+    let expected: Vec<f32> = by_hand
+        .parameters()
+        .iter()
+        .zip(&grads)
+        .flat_map(|(p, g)| {
+            let w = p.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("w");
+            let g = g.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("g");
+            w.iter()
+                .zip(g)
+                .map(|(w, g)| w - 0.5 * g)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+
+    let trained = fresh();
+    let mut settings = fit_settings(OptimizerKind::Gd, 0.0, 0.0);
+    settings.epochs = 1;
+    settings.batch_size = 8; // ignored by gd
+    settings.optimizer.learning_rate = 0.5;
+    fit(&trained, &examples, None, &settings, "").expect("fit");
+    for (a, e) in flat(&trained).iter().zip(&expected) {
+        assert!((a - e).abs() < 1e-6, "{a} vs {e}");
+    }
+
+    // Mini-batch SGD: the shuffled batch order is a function of the seed alone.
+    let sgd = |seed: u64| {
+        let network = fresh();
+        let mut settings = fit_settings(OptimizerKind::Sgd, 0.0, 0.0);
+        settings.epochs = 2;
+        settings.batch_size = 4;
+        settings.seed = seed;
+        fit(&network, &examples, None, &settings, "").expect("fit");
+        flat(&network)
+    };
+    assert_eq!(sgd(5), sgd(5));
+    assert_ne!(sgd(5), sgd(6));
+}
