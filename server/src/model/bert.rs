@@ -7,7 +7,10 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
 use serde::Deserialize;
-use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+use tokenizers::{Tokenizer, TruncationParams};
+
+/// Sentences per forward pass after sorting by length.
+const GROUP: usize = 8;
 
 #[derive(Deserialize)]
 struct PoolingConfig {
@@ -36,6 +39,7 @@ pub struct Bert {
     tokenizer: Tokenizer,
     normalize: bool,
     hidden: usize,
+    pad_id: u32,
     device: Device,
 }
 
@@ -84,12 +88,11 @@ impl Bert {
         let tok_path = dir.join("tokenizer.json");
         let mut tokenizer = Tokenizer::from_file(&tok_path)
             .map_err(|e| anyhow::anyhow!("loading {}: {e}", tok_path.display()))?;
-        let mut padding = tokenizer.get_padding().cloned().unwrap_or(PaddingParams {
-            pad_id: config.pad_token_id as u32,
-            ..PaddingParams::default()
-        });
-        padding.strategy = PaddingStrategy::BatchLongest;
-        tokenizer.with_padding(Some(padding));
+        let pad_id = tokenizer
+            .get_padding()
+            .map_or(config.pad_token_id as u32, |p| p.pad_id);
+        // We pad ourselves, per group of similar length.
+        tokenizer.with_padding(None);
         tokenizer
             .with_truncation(Some(TruncationParams {
                 max_length: max_len,
@@ -107,6 +110,7 @@ impl Bert {
             tokenizer,
             normalize,
             hidden: config.hidden_size,
+            pad_id,
             device: device.clone(),
         })
     }
@@ -126,17 +130,38 @@ impl Bert {
             .tokenizer
             .encode_batch(texts.to_vec(), true)
             .map_err(|e| anyhow::anyhow!("tokenizing: {e}"))?;
+        let tokens: Vec<usize> = encodings.iter().map(|e| e.get_ids().len()).collect();
+        // Sort by length and run groups of similar length, each padded only to its own longest:
+        // padding is wasted compute (~30% on a batch of mixed sentences).
+        let mut order: Vec<usize> = (0..encodings.len()).collect();
+        order.sort_by_key(|&i| tokens[i]);
+        let mut data = vec![0f32; encodings.len() * self.hidden];
+        for group in order.chunks(GROUP) {
+            let batch: Vec<&tokenizers::Encoding> = group.iter().map(|&i| &encodings[i]).collect();
+            let pooled = self.forward_group(&batch)?;
+            for (row, &i) in pooled.chunks(self.hidden).zip(group) {
+                data[i * self.hidden..(i + 1) * self.hidden].copy_from_slice(row);
+            }
+        }
+        Ok(Embeddings { data, tokens })
+    }
+
+    /// Pooled (and normalised) embeddings of a few encodings, padded to the longest of them.
+    fn forward_group(&self, encodings: &[&tokenizers::Encoding]) -> anyhow::Result<Vec<f32>> {
         let n = encodings.len();
-        let len = encodings.first().map_or(0, |e| e.get_ids().len());
-        let mut ids = Vec::with_capacity(n * len);
-        let mut types = Vec::with_capacity(n * len);
-        let mut mask = Vec::with_capacity(n * len);
-        let mut tokens = Vec::with_capacity(n);
-        for e in &encodings {
-            ids.extend_from_slice(e.get_ids());
-            types.extend_from_slice(e.get_type_ids());
-            mask.extend_from_slice(e.get_attention_mask());
-            tokens.push(e.get_attention_mask().iter().filter(|&&m| m != 0).count());
+        let len = encodings
+            .iter()
+            .map(|e| e.get_ids().len())
+            .max()
+            .unwrap_or(0);
+        let mut ids = vec![self.pad_id; n * len];
+        let mut types = vec![0u32; n * len];
+        let mut mask = vec![0u32; n * len];
+        for (row, e) in encodings.iter().enumerate() {
+            let k = e.get_ids().len();
+            ids[row * len..row * len + k].copy_from_slice(e.get_ids());
+            types[row * len..row * len + k].copy_from_slice(e.get_type_ids());
+            mask[row * len..row * len + k].copy_from_slice(e.get_attention_mask());
         }
         let ids = Tensor::from_vec(ids, (n, len), &self.device)?;
         let types = Tensor::from_vec(types, (n, len), &self.device)?;
@@ -155,7 +180,6 @@ impl Bert {
                 .clamp(1e-12f32, f32::MAX)?;
             pooled = pooled.broadcast_div(&norm)?;
         }
-        let data = pooled.flatten_all()?.to_vec1::<f32>()?;
-        Ok(Embeddings { data, tokens })
+        Ok(pooled.flatten_all()?.to_vec1::<f32>()?)
     }
 }
