@@ -49,8 +49,13 @@ async fn main() -> anyhow::Result<()> {
     let client = kube::Client::try_default().await?;
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
-    let admin_state = admin::AdminState { metrics: metrics.clone(), ready: ready.clone() };
-    let config = reconcile::build::BuildConfig { server_image: cli.run.server_image };
+    let admin_state = admin::AdminState {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+    };
+    let config = reconcile::build::BuildConfig {
+        server_image: cli.run.server_image,
+    };
     tokio::select! {
         result = admin::serve(cli.run.admin_addr, admin_state) => result?,
         result = reconcile::run(client, cli.run.namespace, config, metrics, ready) => result?,
@@ -62,5 +67,9 @@ fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if json { builder.json().init() } else { builder.init() }
+    if json {
+        builder.json().init()
+    } else {
+        builder.init()
+    }
 }

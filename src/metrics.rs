@@ -26,9 +26,21 @@ impl Default for Metrics {
         let reconciliations = Counter::default();
         let errors = Family::<ErrorLabels, Counter>::default();
         let duration = Histogram::new(exponential_buckets(0.005, 2.0, 12));
-        registry.register("reconciliations", "Reconciliations started", reconciliations.clone());
-        registry.register("reconcile_errors", "Failed reconciliations by error category", errors.clone());
-        registry.register("reconcile_duration_seconds", "Time spent in one reconciliation", duration.clone());
+        registry.register(
+            "reconciliations",
+            "Reconciliations started",
+            reconciliations.clone(),
+        );
+        registry.register(
+            "reconcile_errors",
+            "Failed reconciliations by error category",
+            errors.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time spent in one reconciliation",
+            duration.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             reconciliations,

@@ -29,7 +29,10 @@ impl Drop for OperatorProcess {
 
 fn ready_replicas(md: &ModelDeployment) -> (bool, i32) {
     let status = md.status.clone().unwrap_or_default();
-    let ready = status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
+    let ready = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
     (ready, status.ready_replicas)
 }
 
@@ -44,7 +47,11 @@ async fn infer(ip: &str, input: &[f32]) -> Vec<f32> {
         .send()
         .await
         .expect("request to the pod");
-    assert!(response.status().is_success(), "{ip}: HTTP {}", response.status());
+    assert!(
+        response.status().is_success(),
+        "{ip}: HTTP {}",
+        response.status()
+    );
     let answer: serde_json::Value = response.json().await.expect("JSON answer");
     assert_eq!(answer["id"], "e2e");
     answer["outputs"][0]["data"]
@@ -87,7 +94,10 @@ async fn model_deployment_serves_real_predictions_and_heals() {
             .expect("operator starts"),
     );
 
-    kubectl_ok(&["apply", "-n", &ns, "-f", "-"], Some(&example("mnist.yaml", Some(&model_dir))));
+    kubectl_ok(
+        &["apply", "-n", &ns, "-f", "-"],
+        Some(&example("mnist.yaml", Some(&model_dir))),
+    );
     let mds: Api<ModelDeployment> = Api::namespaced(client.clone(), &ns);
     wait_until(WAIT, "Ready=True with 2 ready replicas", || async {
         let md = mds.get("mnist").await.ok()?;
@@ -100,7 +110,16 @@ async fn model_deployment_serves_real_predictions_and_heals() {
     // accept them. 1.20 serves only discovery.k8s.io/v1beta1, so read them through kubectl.)
     let ips: Vec<String> = wait_until(WAIT, "2 ready endpoint addresses", || async {
         let out = kubectl(
-            &["get", "endpointslices", "-n", &ns, "-l", "kubernetes.io/service-name=mnist", "-o", "json"],
+            &[
+                "get",
+                "endpointslices",
+                "-n",
+                &ns,
+                "-l",
+                "kubernetes.io/service-name=mnist",
+                "-o",
+                "json",
+            ],
             None,
         );
         let list: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
@@ -126,7 +145,10 @@ async fn model_deployment_serves_real_predictions_and_heals() {
         .filter_map(|p| p.status?.pod_ip)
         .collect();
     for ip in &ips {
-        assert!(pod_ips.contains(ip), "endpoint {ip} is one of the pods {pod_ips:?}");
+        assert!(
+            pod_ips.contains(ip),
+            "endpoint {ip} is one of the pods {pod_ips:?}"
+        );
     }
 
     // Each pod answers with what an independent forward pass computes.
@@ -147,10 +169,14 @@ async fn model_deployment_serves_real_predictions_and_heals() {
     for pid in pids {
         let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
     }
-    wait_until(WAIT, "the ModelDeployment to report a lost replica", || async {
-        let md = mds.get("mnist").await.ok()?;
-        (ready_replicas(&md) != (true, 2)).then_some(())
-    })
+    wait_until(
+        WAIT,
+        "the ModelDeployment to report a lost replica",
+        || async {
+            let md = mds.get("mnist").await.ok()?;
+            (ready_replicas(&md) != (true, 2)).then_some(())
+        },
+    )
     .await;
     wait_until(WAIT, "recovery to 2 ready replicas", || async {
         let md = mds.get("mnist").await.ok()?;
@@ -158,7 +184,17 @@ async fn model_deployment_serves_real_predictions_and_heals() {
     })
     .await;
 
-    kubectl_ok(&["delete", "-n", &ns, "modeldeployment", "mnist", "--wait=false"], None);
+    kubectl_ok(
+        &[
+            "delete",
+            "-n",
+            &ns,
+            "modeldeployment",
+            "mnist",
+            "--wait=false",
+        ],
+        None,
+    );
     wait_until(WAIT, "pods gone", || async {
         let list = pods.list(&ListParams::default()).await.ok()?;
         list.items.is_empty().then_some(())

@@ -1,3 +1,6 @@
+// kube's printcolumn(...) arguments repeat `type_ = "string"`; clippy mistakes them for attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements, Toleration};
@@ -32,7 +35,11 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.readyText"),
     printcolumn(name = "Status", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "URL", type_ = "string", json_path = ".status.url"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ModelDeploymentSpec {
@@ -59,7 +66,10 @@ fn default_replicas() -> i32 {
 pub struct ModelSpec {
     /// Name the model is served under (`/v2/models/<name>`). Defaults to the ModelDeployment's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    )]
     pub name: Option<String>,
 
     /// Version label of the model, e.g. `"3"` or `"2024-06-01"`. Changing it rolls out a new

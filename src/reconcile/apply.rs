@@ -22,8 +22,14 @@ where
         + std::fmt::Debug,
 {
     let meta = object.meta();
-    let namespace = meta.namespace.as_deref().ok_or(Error::MissingObjectKey("namespace"))?;
-    let name = meta.name.as_deref().ok_or(Error::MissingObjectKey("name"))?;
+    let namespace = meta
+        .namespace
+        .as_deref()
+        .ok_or(Error::MissingObjectKey("namespace"))?;
+    let name = meta
+        .name
+        .as_deref()
+        .ok_or(Error::MissingObjectKey("name"))?;
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     let params = PatchParams::apply(FIELD_MANAGER).force();
     Ok(api.patch(name, &params, &Patch::Apply(object)).await?)
@@ -35,19 +41,33 @@ struct StatusPatch<'a> {
 }
 
 /// Merge-patch the status subresource (the conditions list is replaced whole).
-pub async fn patch_status(api: &Api<ModelDeployment>, name: &str, status: &ModelDeploymentStatus) -> Result<()> {
+pub async fn patch_status(
+    api: &Api<ModelDeployment>,
+    name: &str,
+    status: &ModelDeploymentStatus,
+) -> Result<()> {
     let patch = Patch::Merge(StatusPatch { status });
-    api.patch_status(name, &PatchParams::default(), &patch).await?;
+    api.patch_status(name, &PatchParams::default(), &patch)
+        .await?;
     Ok(())
 }
 
 /// Names of objects matching `selector` in `namespace`.
-pub async fn list_names<K>(client: &Client, namespace: &str, selector: &str) -> Result<Vec<(String, Option<String>)>>
+pub async fn list_names<K>(
+    client: &Client,
+    namespace: &str,
+    selector: &str,
+) -> Result<Vec<(String, Option<String>)>>
 where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
 {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    let list = api.list_metadata(&ListParams::default().labels(selector)).await?;
+    let list = api
+        .list_metadata(&ListParams::default().labels(selector))
+        .await?;
     Ok(list
         .items
         .into_iter()
@@ -67,7 +87,10 @@ where
 /// Delete in the background; a concurrent deletion is not an error.
 pub async fn delete<K>(client: &Client, namespace: &str, name: &str) -> Result<()>
 where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
 {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     match api.delete(name, &DeleteParams::background()).await {

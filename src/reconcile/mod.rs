@@ -103,7 +103,8 @@ async fn reconcile_inner(md: &ModelDeployment, ctx: &Context) -> Result<Action> 
     apply::apply::<Service>(&ctx.client, &service).await?;
 
     let desired = status::valid_status(md, &model, Some(&deployment), &now);
-    let rolled_out = status::RolloutProgress::from_deployment(md.spec.replicas, Some(&deployment)).complete();
+    let rolled_out =
+        status::RolloutProgress::from_deployment(md.spec.replicas, Some(&deployment)).complete();
     if rolled_out {
         remove_old_versions(ctx, &namespace, &model, &owner.uid).await?;
     }
@@ -112,7 +113,12 @@ async fn reconcile_inner(md: &ModelDeployment, ctx: &Context) -> Result<Action> 
 }
 
 /// Once the current version is fully ready, Deployments of earlier versions go.
-async fn remove_old_versions(ctx: &Context, namespace: &str, model: &validate::ValidModel, owner_uid: &str) -> Result<()> {
+async fn remove_old_versions(
+    ctx: &Context,
+    namespace: &str,
+    model: &validate::ValidModel,
+    owner_uid: &str,
+) -> Result<()> {
     let selector = format!("{}={}", build::INSTANCE_LABEL, model.instance);
     let existing = apply::list_names::<Deployment>(&ctx.client, namespace, &selector).await?;
     for (name, owner) in existing {
@@ -140,7 +146,11 @@ async fn write_status(
     let reference = md.object_ref(&());
     for t in status::transitions(&current.conditions, &desired.conditions) {
         let event = Event {
-            type_: if t.warning { EventType::Warning } else { EventType::Normal },
+            type_: if t.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
             reason: t.reason,
             note: Some(truncate(&t.note, 1000)),
             action: "Reconcile".into(),
@@ -185,22 +195,36 @@ pub fn error_policy(md: Arc<ModelDeployment>, error: &Error, ctx: Arc<Context>) 
 }
 
 /// Run the controller until shutdown. `namespace: None` watches every namespace.
-pub async fn run(client: Client, namespace: Option<String>, config: BuildConfig, metrics: Arc<Metrics>, ready: Arc<AtomicBool>) -> anyhow::Result<()> {
-    let (mds, deployments, services): (Api<ModelDeployment>, Api<Deployment>, Api<Service>) = match &namespace {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-        ),
-        None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone())),
-    };
+pub async fn run(
+    client: Client,
+    namespace: Option<String>,
+    config: BuildConfig,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    let (mds, deployments, services): (Api<ModelDeployment>, Api<Deployment>, Api<Service>) =
+        match &namespace {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+            ),
+            None => (
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+            ),
+        };
     // Fails fast with a clear message when the CRD is not installed.
     mds.list(&ListParams::default().limit(1)).await.map_err(|e| {
         anyhow::anyhow!("cannot list ModelDeployments (is the CRD installed? `sconce crd | kubectl apply -f -`): {e}")
     })?;
     ready.store(true, Ordering::Relaxed);
     let ctx = Arc::new(Context::new(client, config, metrics));
-    let children = watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={}", build::MANAGED_BY));
+    let children = watcher::Config::default().labels(&format!(
+        "app.kubernetes.io/managed-by={}",
+        build::MANAGED_BY
+    ));
     Controller::new(mds, watcher::Config::default())
         .owns(deployments, children.clone())
         .owns(services, children)

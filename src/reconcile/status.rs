@@ -68,7 +68,14 @@ fn deployment_failure(deployment: Option<&Deployment>) -> Option<(String, String
     })
 }
 
-fn condition(type_: &str, status: bool, reason: &str, message: String, generation: Option<i64>, now: &Time) -> Condition {
+fn condition(
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: &Time,
+) -> Condition {
     Condition {
         type_: type_.into(),
         status: if status { "True" } else { "False" }.into(),
@@ -95,7 +102,11 @@ pub fn merge_condition(conditions: &mut Vec<Condition>, mut new: Condition) {
 
 /// Status for a spec that failed validation: children are left untouched, so the replica
 /// counts from the last good reconcile stay.
-pub fn invalid_status(md: &ModelDeployment, error: &ValidationError, now: &Time) -> ModelDeploymentStatus {
+pub fn invalid_status(
+    md: &ModelDeployment,
+    error: &ValidationError,
+    now: &Time,
+) -> ModelDeploymentStatus {
     let generation = md.metadata.generation;
     let mut status = md.status.clone().unwrap_or_default();
     status.observed_generation = generation;
@@ -103,15 +114,36 @@ pub fn invalid_status(md: &ModelDeployment, error: &ValidationError, now: &Time)
     let message = error.to_string();
     merge_condition(
         &mut status.conditions,
-        condition(DEGRADED, true, error.reason(), message.clone(), generation, now),
+        condition(
+            DEGRADED,
+            true,
+            error.reason(),
+            message.clone(),
+            generation,
+            now,
+        ),
     );
     merge_condition(
         &mut status.conditions,
-        condition(READY, false, "InvalidSpec", format!("the spec cannot be served: {message}"), generation, now),
+        condition(
+            READY,
+            false,
+            "InvalidSpec",
+            format!("the spec cannot be served: {message}"),
+            generation,
+            now,
+        ),
     );
     merge_condition(
         &mut status.conditions,
-        condition(PROGRESSING, false, "InvalidSpec", "waiting for a spec change".into(), generation, now),
+        condition(
+            PROGRESSING,
+            false,
+            "InvalidSpec",
+            "waiting for a spec change".into(),
+            generation,
+            now,
+        ),
     );
     status
 }
@@ -133,12 +165,28 @@ pub fn valid_status(
     let ready_message = format!("{}/{} replicas ready", progress.ready, progress.desired);
     let (ready_reason, ready_message) = match (complete, progress.desired) {
         (true, 0) => ("ScaledToZero", "spec.replicas is 0".to_string()),
-        (true, _) => ("Available", format!("version {} serving: {ready_message}", model.version)),
+        (true, _) => (
+            "Available",
+            format!("version {} serving: {ready_message}", model.version),
+        ),
         (false, _) => ("ReplicasNotReady", ready_message),
     };
-    merge_condition(&mut conditions, condition(READY, complete, ready_reason, ready_message, generation, now));
+    merge_condition(
+        &mut conditions,
+        condition(
+            READY,
+            complete,
+            ready_reason,
+            ready_message,
+            generation,
+            now,
+        ),
+    );
     let (progress_reason, progress_message) = if complete {
-        ("RolloutComplete", format!("version {} is rolled out", model.version))
+        (
+            "RolloutComplete",
+            format!("version {} is rolled out", model.version),
+        )
     } else {
         (
             "RollingOut",
@@ -150,11 +198,27 @@ pub fn valid_status(
     };
     merge_condition(
         &mut conditions,
-        condition(PROGRESSING, !complete && failure.is_none(), progress_reason, progress_message, generation, now),
+        condition(
+            PROGRESSING,
+            !complete && failure.is_none(),
+            progress_reason,
+            progress_message,
+            generation,
+            now,
+        ),
     );
     let degraded = match &failure {
-        Some((reason, message)) => condition(DEGRADED, true, reason, message.clone(), generation, now),
-        None => condition(DEGRADED, false, "AsExpected", "no problems detected".into(), generation, now),
+        Some((reason, message)) => {
+            condition(DEGRADED, true, reason, message.clone(), generation, now)
+        }
+        None => condition(
+            DEGRADED,
+            false,
+            "AsExpected",
+            "no problems detected".into(),
+            generation,
+            now,
+        ),
     };
     merge_condition(&mut conditions, degraded);
 

@@ -28,14 +28,20 @@ fn t(secs: i64) -> Time {
 }
 
 fn cond<'a>(s: &'a crate::crd::ModelDeploymentStatus, type_: &str) -> &'a Condition {
-    s.conditions.iter().find(|c| c.type_ == type_).expect("condition present")
+    s.conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .expect("condition present")
 }
 
 #[test]
 fn ready_when_every_replica_is_ready() {
     let m = md(2, 4);
     let model = validate(&m).expect("valid");
-    let d = deployment("{observedGeneration: 1, replicas: 2, updatedReplicas: 2, readyReplicas: 2}", 1);
+    let d = deployment(
+        "{observedGeneration: 1, replicas: 2, updatedReplicas: 2, readyReplicas: 2}",
+        1,
+    );
     let s = valid_status(&m, &model, Some(&d), &t(100));
     assert_eq!(s.observed_generation, Some(4));
     assert_eq!((s.replicas, s.ready_replicas), (2, 2));
@@ -58,14 +64,21 @@ fn not_ready_while_pods_start_and_version_is_kept() {
         ..Default::default()
     });
     let model = validate(&m).expect("valid");
-    let d = deployment("{observedGeneration: 1, replicas: 2, updatedReplicas: 2, readyReplicas: 1}", 1);
+    let d = deployment(
+        "{observedGeneration: 1, replicas: 2, updatedReplicas: 2, readyReplicas: 1}",
+        1,
+    );
     let s = valid_status(&m, &model, Some(&d), &t(100));
     assert_eq!(cond(&s, READY).status, "False");
     assert_eq!(cond(&s, READY).reason, "ReplicasNotReady");
     assert_eq!(cond(&s, READY).message, "1/2 replicas ready");
     assert_eq!(cond(&s, PROGRESSING).status, "True");
     assert_eq!(s.phase.as_deref(), Some("Progressing"));
-    assert_eq!(s.current_version.as_deref(), Some("0"), "not rolled out yet");
+    assert_eq!(
+        s.current_version.as_deref(),
+        Some("0"),
+        "not rolled out yet"
+    );
 }
 
 #[test]
@@ -73,12 +86,21 @@ fn stale_deployment_status_is_not_complete() {
     let m = md(2, 1);
     let model = validate(&m).expect("valid");
     // The Deployment controller has not seen generation 2 yet.
-    let d = deployment("{observedGeneration: 1, replicas: 2, updatedReplicas: 2, readyReplicas: 2}", 2);
+    let d = deployment(
+        "{observedGeneration: 1, replicas: 2, updatedReplicas: 2, readyReplicas: 2}",
+        2,
+    );
     let s = valid_status(&m, &model, Some(&d), &t(1));
     assert_eq!(cond(&s, READY).status, "False");
     // Surplus pods still terminating after a scale-down are not complete either.
-    let d = deployment("{observedGeneration: 2, replicas: 3, updatedReplicas: 3, readyReplicas: 3}", 2);
-    assert_eq!(cond(&valid_status(&m, &model, Some(&d), &t(1)), READY).status, "False");
+    let d = deployment(
+        "{observedGeneration: 2, replicas: 3, updatedReplicas: 3, readyReplicas: 3}",
+        2,
+    );
+    assert_eq!(
+        cond(&valid_status(&m, &model, Some(&d), &t(1)), READY).status,
+        "False"
+    );
 }
 
 #[test]
@@ -101,17 +123,30 @@ fn deadline_exceeded_is_degraded() {
 fn transition_time_moves_only_when_status_flips() {
     let m = md(1, 1);
     let model = validate(&m).expect("valid");
-    let up = deployment("{observedGeneration: 1, replicas: 1, updatedReplicas: 1, readyReplicas: 1}", 1);
+    let up = deployment(
+        "{observedGeneration: 1, replicas: 1, updatedReplicas: 1, readyReplicas: 1}",
+        1,
+    );
     let first = valid_status(&m, &model, Some(&up), &t(10));
     let mut again = m.clone();
     again.status = Some(first.clone());
     let second = valid_status(&again, &model, Some(&up), &t(20));
-    assert_eq!(first, second, "same observation, same status: nothing to write");
+    assert_eq!(
+        first, second,
+        "same observation, same status: nothing to write"
+    );
 
-    let down = deployment("{observedGeneration: 1, replicas: 1, updatedReplicas: 1, readyReplicas: 0}", 1);
+    let down = deployment(
+        "{observedGeneration: 1, replicas: 1, updatedReplicas: 1, readyReplicas: 0}",
+        1,
+    );
     let third = valid_status(&again, &model, Some(&down), &t(30));
     assert_eq!(cond(&third, READY).last_transition_time, t(30));
-    assert_eq!(cond(&third, DEGRADED).last_transition_time, t(10), "Degraded did not flip");
+    assert_eq!(
+        cond(&third, DEGRADED).last_transition_time,
+        t(10),
+        "Degraded did not flip"
+    );
 }
 
 #[test]
@@ -145,11 +180,17 @@ fn transitions_fire_once() {
     assert_eq!(events.len(), 1, "{events:?}");
     assert!(events[0].warning);
     assert_eq!(events[0].reason, "UnsupportedUriScheme");
-    assert!(transitions(&bad.conditions, &bad.conditions).is_empty(), "no change, no event");
+    assert!(
+        transitions(&bad.conditions, &bad.conditions).is_empty(),
+        "no change, no event"
+    );
 
     let good_md = md(1, 2);
     let model = validate(&good_md).expect("valid");
-    let up = deployment("{observedGeneration: 1, replicas: 1, updatedReplicas: 1, readyReplicas: 1}", 1);
+    let up = deployment(
+        "{observedGeneration: 1, replicas: 1, updatedReplicas: 1, readyReplicas: 1}",
+        1,
+    );
     let good = valid_status(&good_md, &model, Some(&up), &t(2));
     let events = transitions(&bad.conditions, &good.conditions);
     let reasons: Vec<_> = events.iter().map(|e| e.reason.as_str()).collect();

@@ -10,19 +10,34 @@ const MAX_DEPLOYMENT_NAME: usize = 47;
 
 /// File extensions of single-file model artefacts that are not a Sconce model directory.
 const SINGLE_FILE_EXTENSIONS: &[&str] = &[
-    ".h5", ".keras", ".onnx", ".pt", ".pth", ".pkl", ".joblib", ".pb", ".safetensors", ".bin",
+    ".h5",
+    ".keras",
+    ".onnx",
+    ".pt",
+    ".pth",
+    ".pkl",
+    ".joblib",
+    ".pb",
+    ".safetensors",
+    ".bin",
     ".json",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ValidationError {
-    #[error("spec.model.version {0:?} must contain a letter or digit; use e.g. \"1\" or \"2024-06-01\"")]
+    #[error(
+        "spec.model.version {0:?} must contain a letter or digit; use e.g. \"1\" or \"2024-06-01\""
+    )]
     InvalidVersion(String),
     #[error(
         "the Deployment name {name:?} (<metadata.name>-<version>) is {len} characters; \
          shorten metadata.name or spec.model.version to at most {max} in total"
     )]
-    NameTooLong { name: String, len: usize, max: usize },
+    NameTooLong {
+        name: String,
+        len: usize,
+        max: usize,
+    },
     #[error(
         "spec.model.uri {0:?} has no supported scheme; use file:///abs/dir, pvc://claim/dir, \
          http(s)://host/dir or s3://bucket/prefix"
@@ -158,7 +173,9 @@ fn parse_source(uri: &str, sha256: Option<&str>) -> Result<ModelSource, Validati
     match scheme {
         "file" => {
             if !rest.starts_with('/') || rest.len() < 2 {
-                return Err(malformed("a file URI needs an absolute path: file:///models/mnist"));
+                return Err(malformed(
+                    "a file URI needs an absolute path: file:///models/mnist",
+                ));
             }
             if rest.split('/').any(|seg| seg == "..") {
                 return Err(malformed("the path must not contain '..'"));
@@ -200,8 +217,15 @@ fn parse_source(uri: &str, sha256: Option<&str>) -> Result<ModelSource, Validati
 }
 
 fn check_format_matches(format: ModelFormat, uri: &str) -> Result<(), ValidationError> {
-    let path = uri.split(['?', '#']).next().unwrap_or(uri).to_ascii_lowercase();
-    let Some(ext) = SINGLE_FILE_EXTENSIONS.iter().find(|ext| path.ends_with(*ext)) else {
+    let path = uri
+        .split(['?', '#'])
+        .next()
+        .unwrap_or(uri)
+        .to_ascii_lowercase();
+    let Some(ext) = SINGLE_FILE_EXTENSIONS
+        .iter()
+        .find(|ext| path.ends_with(*ext))
+    else {
         return Ok(());
     };
     let expected = match format {
@@ -221,7 +245,8 @@ fn check_format_matches(format: ModelFormat, uri: &str) -> Result<(), Validation
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -297,15 +322,42 @@ mod tests {
     #[test]
     fn rejects_bad_inputs_with_reasons() {
         let cases = [
-            ("{version: '...', uri: 'file:///m', format: sequential}", "InvalidVersion"),
-            ("{version: '1', uri: 'ftp://host/m', format: sequential}", "UnsupportedUriScheme"),
-            ("{version: '1', uri: '/models/m', format: sequential}", "UnsupportedUriScheme"),
-            ("{version: '1', uri: 'file://relative/m', format: sequential}", "MalformedUri"),
-            ("{version: '1', uri: 'file:///a/../etc', format: sequential}", "MalformedUri"),
-            ("{version: '1', uri: 'pvc://Bad_Claim/m', format: sequential}", "MalformedUri"),
-            ("{version: '1', uri: 'https:///m', format: sequential}", "MalformedUri"),
-            ("{version: '1', uri: 'https://h/model.h5', format: sequential}", "FormatMismatch"),
-            ("{version: '1', uri: 'file:///m/model.onnx', format: bert}", "FormatMismatch"),
+            (
+                "{version: '...', uri: 'file:///m', format: sequential}",
+                "InvalidVersion",
+            ),
+            (
+                "{version: '1', uri: 'ftp://host/m', format: sequential}",
+                "UnsupportedUriScheme",
+            ),
+            (
+                "{version: '1', uri: '/models/m', format: sequential}",
+                "UnsupportedUriScheme",
+            ),
+            (
+                "{version: '1', uri: 'file://relative/m', format: sequential}",
+                "MalformedUri",
+            ),
+            (
+                "{version: '1', uri: 'file:///a/../etc', format: sequential}",
+                "MalformedUri",
+            ),
+            (
+                "{version: '1', uri: 'pvc://Bad_Claim/m', format: sequential}",
+                "MalformedUri",
+            ),
+            (
+                "{version: '1', uri: 'https:///m', format: sequential}",
+                "MalformedUri",
+            ),
+            (
+                "{version: '1', uri: 'https://h/model.h5', format: sequential}",
+                "FormatMismatch",
+            ),
+            (
+                "{version: '1', uri: 'file:///m/model.onnx', format: bert}",
+                "FormatMismatch",
+            ),
             (
                 "{version: '1', uri: 'file:///m', format: sequential, sha256: 'ab'}",
                 "Sha256NotApplicable",
@@ -320,7 +372,9 @@ mod tests {
 
     #[test]
     fn rejects_names_that_would_break_pod_names() {
-        let mut m = with_model("{version: 'a-very-long-version-label-2024', uri: 'file:///m', format: sequential}");
+        let mut m = with_model(
+            "{version: 'a-very-long-version-label-2024', uri: 'file:///m', format: sequential}",
+        );
         m.metadata.name = Some("a-rather-long-model-deployment".into());
         let err = validate(&m).expect_err("too long");
         assert_eq!(err.reason(), "NameTooLong");

@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Arc, OnceLock};
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Namespace;
@@ -39,7 +39,12 @@ pub fn kubeconfig() -> PathBuf {
             "hack/k8s.sh ensure failed:\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let path = String::from_utf8_lossy(&out.stdout).trim().lines().last().unwrap_or_default().to_string();
+        let path = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .to_string();
         PathBuf::from(path)
     })
     .clone()
@@ -65,7 +70,12 @@ pub fn kubectl(args: &[&str], stdin: Option<&str>) -> Output {
         .spawn()
         .expect("kubectl is installed");
     if let Some(input) = stdin {
-        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("writing stdin");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("writing stdin");
     }
     drop(child.stdin.take());
     child.wait_with_output().expect("kubectl runs")
@@ -88,7 +98,12 @@ pub fn install_crd() {
         let crd = repo_root().join("crds/modeldeployments.sconce.dev.yaml");
         kubectl_ok(&["apply", "-f", crd.to_str().expect("utf-8 path")], None);
         kubectl_ok(
-            &["wait", "--for=condition=Established", "crd/modeldeployments.sconce.dev", "--timeout=60s"],
+            &[
+                "wait",
+                "--for=condition=Established",
+                "crd/modeldeployments.sconce.dev",
+                "--timeout=60s",
+            ],
             None,
         );
     });
@@ -96,7 +111,14 @@ pub fn install_crd() {
 
 /// A fresh namespace per test, so tests run in parallel without seeing each other.
 pub async fn namespace(client: &Client, prefix: &str) -> String {
-    let suffix = format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos() & 0xffffff);
+    let suffix = format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos()
+            & 0xffffff
+    );
     let name = format!("{prefix}-{suffix}");
     let api: Api<Namespace> = Api::all(client.clone());
     let ns = Namespace {
@@ -107,14 +129,21 @@ pub async fn namespace(client: &Client, prefix: &str) -> String {
         },
         ..Default::default()
     };
-    api.create(&PostParams::default(), &ns).await.expect("creating namespace");
+    api.create(&PostParams::default(), &ns)
+        .await
+        .expect("creating namespace");
     // Pods need the namespace's default ServiceAccount and, on 1.20, its token secret (both made
     // by the controller-manager).
-    let sa: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), &name);
-    wait_until(Duration::from_secs(30), "default ServiceAccount token", || async {
-        let sa = sa.get_opt("default").await.ok().flatten()?;
-        sa.secrets.filter(|s| !s.is_empty()).map(|_| ())
-    })
+    let sa: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(client.clone(), &name);
+    wait_until(
+        Duration::from_secs(30),
+        "default ServiceAccount token",
+        || async {
+            let sa = sa.get_opt("default").await.ok().flatten()?;
+            sa.secrets.filter(|s| !s.is_empty()).map(|_| ())
+        },
+    )
     .await;
     name
 }
@@ -138,7 +167,9 @@ impl Operator {
         };
         let (c, ns, m) = (client.clone(), namespace.to_string(), metrics.clone());
         let handle = tokio::spawn(async move {
-            if let Err(e) = reconcile::run(c, Some(ns), config, m, Arc::new(AtomicBool::new(false))).await {
+            if let Err(e) =
+                reconcile::run(c, Some(ns), config, m, Arc::new(AtomicBool::new(false))).await
+            {
                 panic!("operator failed: {e}");
             }
         });
@@ -165,16 +196,23 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
 /// An example manifest with its uri replaced, ready for `kubectl apply -f -`.
 pub fn example(name: &str, uri: Option<&Path>) -> String {
-    let text = std::fs::read_to_string(repo_root().join("examples").join(name)).expect("example exists");
+    let text =
+        std::fs::read_to_string(repo_root().join("examples").join(name)).expect("example exists");
     match uri {
-        Some(dir) => text.replace("file:///var/lib/sconce/models/mnist", &format!("file://{}", dir.display())),
+        Some(dir) => text.replace(
+            "file:///var/lib/sconce/models/mnist",
+            &format!("file://{}", dir.display()),
+        ),
         None => text,
     }
 }

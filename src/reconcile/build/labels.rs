@@ -11,12 +11,30 @@ pub const MANAGED_BY: &str = "sconce";
 /// Recommended `app.kubernetes.io/*` labels plus Sconce's selector labels.
 pub fn pod_labels(model: &ValidModel) -> BTreeMap<String, String> {
     let mut labels = BTreeMap::from([
-        ("app.kubernetes.io/name".to_string(), "sconce-server".to_string()),
-        ("app.kubernetes.io/instance".to_string(), model.instance.clone()),
-        ("app.kubernetes.io/version".to_string(), model.version_slug.clone()),
-        ("app.kubernetes.io/component".to_string(), "predictor".to_string()),
-        ("app.kubernetes.io/part-of".to_string(), "sconce".to_string()),
-        ("app.kubernetes.io/managed-by".to_string(), MANAGED_BY.to_string()),
+        (
+            "app.kubernetes.io/name".to_string(),
+            "sconce-server".to_string(),
+        ),
+        (
+            "app.kubernetes.io/instance".to_string(),
+            model.instance.clone(),
+        ),
+        (
+            "app.kubernetes.io/version".to_string(),
+            model.version_slug.clone(),
+        ),
+        (
+            "app.kubernetes.io/component".to_string(),
+            "predictor".to_string(),
+        ),
+        (
+            "app.kubernetes.io/part-of".to_string(),
+            "sconce".to_string(),
+        ),
+        (
+            "app.kubernetes.io/managed-by".to_string(),
+            MANAGED_BY.to_string(),
+        ),
     ]);
     labels.extend(pod_selector(model));
     labels

@@ -53,35 +53,69 @@ fn deployment_runs_the_server_with_the_model_mounted() {
     let spec = d.spec.clone();
     assert_eq!(spec.replicas, Some(2));
     let selector = spec.selector.match_labels.clone().expect("selector");
-    assert_eq!(selector.get(INSTANCE_LABEL).map(String::as_str), Some("mnist"));
+    assert_eq!(
+        selector.get(INSTANCE_LABEL).map(String::as_str),
+        Some("mnist")
+    );
     assert_eq!(selector.get(VERSION_LABEL).map(String::as_str), Some("1-0"));
-    let template_labels = spec.template.metadata.clone().and_then(|m| m.labels).expect("labels");
+    let template_labels = spec
+        .template
+        .metadata
+        .clone()
+        .and_then(|m| m.labels)
+        .expect("labels");
     for (k, v) in &selector {
-        assert_eq!(template_labels.get(k), Some(v), "template carries selector label {k}");
+        assert_eq!(
+            template_labels.get(k),
+            Some(v),
+            "template carries selector label {k}"
+        );
     }
     assert_eq!(template_labels["app.kubernetes.io/managed-by"], "sconce");
     assert_eq!(template_labels["app.kubernetes.io/instance"], "mnist");
 
     let c = server_container(&d);
-    assert_eq!(c.image.as_deref(), Some("registry.example/sconce-server:9.9"));
+    assert_eq!(
+        c.image.as_deref(),
+        Some("registry.example/sconce-server:9.9")
+    );
     assert_eq!(
         c.args.clone().expect("args"),
         [
-            "--format", "sequential", "--model-name", "mnist", "--model-version", "1.0", "--port",
-            "9000", "--model-dir", MODEL_MOUNT_PATH
+            "--format",
+            "sequential",
+            "--model-name",
+            "mnist",
+            "--model-version",
+            "1.0",
+            "--port",
+            "9000",
+            "--model-dir",
+            MODEL_MOUNT_PATH
         ]
     );
     assert_eq!(c.ports.clone().expect("ports")[0].container_port, 9000);
-    let ready = c.readiness_probe.clone().and_then(|p| p.http_get).expect("readiness");
+    let ready = c
+        .readiness_probe
+        .clone()
+        .and_then(|p| p.http_get)
+        .expect("readiness");
     assert_eq!(ready.path.as_deref(), Some("/v2/health/ready"));
-    let live = c.liveness_probe.clone().and_then(|p| p.http_get).expect("liveness");
+    let live = c
+        .liveness_probe
+        .clone()
+        .and_then(|p| p.http_get)
+        .expect("liveness");
     assert_eq!(live.path.as_deref(), Some("/v2/health/live"));
     assert_eq!(c.env.clone().expect("env")[0].name, "SCONCE_MAX_BATCH_SIZE");
     assert!(c.resources.is_some());
 
     let pod = spec.template.spec.clone().expect("pod spec");
     let volume = &pod.volumes.clone().expect("volumes")[0];
-    assert_eq!(volume.host_path.as_ref().map(|h| h.path.as_str()), Some("/models/mnist"));
+    assert_eq!(
+        volume.host_path.as_ref().map(|h| h.path.as_str()),
+        Some("/models/mnist")
+    );
     let mount = &c.volume_mounts.clone().expect("mounts")[0];
     assert_eq!(mount.mount_path, MODEL_MOUNT_PATH);
     assert_eq!(mount.read_only, Some(true));
@@ -109,7 +143,10 @@ spec:
     let c = server_container(&d);
     let args = c.args.expect("args");
     let after = |flag: &str| {
-        let i = args.iter().position(|a| a == flag).unwrap_or_else(|| panic!("{flag} in {args:?}"));
+        let i = args
+            .iter()
+            .position(|a| a == flag)
+            .unwrap_or_else(|| panic!("{flag} in {args:?}"));
         args[i + 1].clone()
     };
     assert_eq!(after("--model-uri"), "https://models.example/minilm");
@@ -134,7 +171,10 @@ spec:
     let model = validate(&md).expect("valid");
     let d = deployment(&md, &model, &config(), owner(&md));
     let pod = d.spec.template.spec.expect("pod");
-    let claim = pod.volumes.expect("volumes")[0].persistent_volume_claim.clone().expect("pvc");
+    let claim = pod.volumes.expect("volumes")[0]
+        .persistent_volume_claim
+        .clone()
+        .expect("pvc");
     assert_eq!(claim.claim_name, "models");
     let mount = pod.containers[0].volume_mounts.clone().expect("mounts")[0].clone();
     assert_eq!(mount.sub_path.as_deref(), Some("digits/v7"));
@@ -152,7 +192,12 @@ fn service_selects_every_version() {
     assert_eq!(selector[INSTANCE_LABEL], "mnist");
     let port = &spec.ports.expect("ports")[0];
     assert_eq!(port.port, SERVICE_PORT);
-    assert!(!s.metadata.labels.expect("labels").contains_key(VERSION_LABEL));
+    assert!(
+        !s.metadata
+            .labels
+            .expect("labels")
+            .contains_key(VERSION_LABEL)
+    );
     assert_eq!(s.metadata.owner_references.expect("owner")[0].name, "mnist");
 }
 
