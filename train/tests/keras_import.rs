@@ -140,6 +140,51 @@ fn imported_keras_models_predict_like_keras() {
     );
 }
 
+/// Keras 2 `.h5` files (tf.keras / tf_keras) name weights `dense/kernel:0`. TensorFlow is too heavy to
+/// install on every run, so this runs only when `$SCONCE_TF_KERAS_PYTHONPATH` points at an install of
+/// `tensorflow-cpu tf_keras` (e.g. `pip install --target DIR tensorflow-cpu tf_keras`).
+#[test]
+fn keras2_legacy_h5_predicts_like_keras_when_tf_keras_is_available() {
+    let Ok(pythonpath) = std::env::var("SCONCE_TF_KERAS_PYTHONPATH") else {
+        eprintln!("SCONCE_TF_KERAS_PYTHONPATH not set: Keras 2 file check not run");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make_tf_keras_model.py");
+    let output = Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned()))
+        .arg(script)
+        .arg(dir.path())
+        .env("PYTHONPATH", pythonpath)
+        .env("TF_CPP_MIN_LOG_LEVEL", "3")
+        .output()
+        .expect("run make_tf_keras_model.py");
+    assert!(
+        output.status.success(),
+        "make_tf_keras_model.py failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (_, inputs) = read_matrix(&dir.path().join("keras2.inputs.npy"));
+    let (_, expected) = read_matrix(&dir.path().join("keras2.expected.npy"));
+    let model = sconce_train::keras::import(&dir.path().join("keras2.h5")).expect("imports");
+    let predicted: Vec<f32> = model
+        .predict(&inputs)
+        .expect("predict")
+        .into_iter()
+        .flatten()
+        .collect();
+    let worst = predicted
+        .iter()
+        .zip(&expected)
+        .map(|(p, e)| (p - e).abs())
+        .fold(0f32, f32::max);
+    assert_eq!(predicted.len(), expected.len());
+    assert!(
+        worst <= 1e-5,
+        "max |difference| {worst} from Keras 2 predict"
+    );
+}
+
 #[test]
 fn non_keras_files_are_rejected_clearly() {
     let dir = tempfile::tempdir().expect("dir");
