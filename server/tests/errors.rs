@@ -149,6 +149,8 @@ async fn unknown_things_are_404() {
     assert_error(code, &body, 404, "unknown model");
     let (code, body) = s.get_json("/nope").await;
     assert_error(code, &body, 404, "no such route");
+    let (code, body) = s.get_json("/v2/models/mlp/infer").await;
+    assert_error(code, &body, 405, "method not allowed");
     let (code, body) = s
         .post_json("/v1/embeddings", &json!({"input": "hi", "model": "other"}))
         .await;

@@ -102,6 +102,13 @@ pub async fn embeddings(
     if texts.is_empty() {
         return Err(ApiError::bad("input must not be empty"));
     }
+    if texts.len() > super::v2::MAX_TEXTS {
+        return Err(ApiError::bad(format!(
+            "{} texts in one request; the limit is {}",
+            texts.len(),
+            super::v2::MAX_TEXTS
+        )));
+    }
     if let Some(d) = req.dimensions
         && d != loaded.info.output_size
     {

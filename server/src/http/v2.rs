@@ -417,10 +417,19 @@ fn to_engine_input(
     }
 }
 
+/// Most texts one request may carry (each is a full BERT forward pass on the model thread).
+pub const MAX_TEXTS: usize = 2048;
+
 /// BYTES elements as UTF-8 strings.
 pub fn texts(items: Vec<Vec<u8>>) -> Result<Vec<String>, ApiError> {
     if items.is_empty() {
         return Err(ApiError::bad("input has no texts"));
+    }
+    if items.len() > MAX_TEXTS {
+        return Err(ApiError::bad(format!(
+            "{} texts in one request; the limit is {MAX_TEXTS}",
+            items.len()
+        )));
     }
     items
         .into_iter()
