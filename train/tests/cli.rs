@@ -103,3 +103,46 @@ fn config_file_with_flag_override_trains_and_writes_the_model() {
     assert_eq!(config["labels"], serde_json::json!(["no", "yes"]));
     assert!(out.join("metrics.json").exists() && out.join("model.safetensors").exists());
 }
+
+#[test]
+fn trains_from_npy_with_a_separate_labels_file() {
+    use candle_core::{Device, Tensor};
+    let dir = tempfile::tempdir().expect("dir");
+    let rows = 80;
+    let features: Vec<f32> = (0..rows * 3)
+        .map(|i| ((i * 7919 % 23) as f32 - 11.0) / 4.0)
+        .collect();
+    let labels: Vec<i64> = (0..rows)
+        .map(|r| i64::from(features[r * 3] > 0.0))
+        .collect();
+    let x = dir.path().join("x.npy");
+    let y = dir.path().join("y.npy");
+    Tensor::from_vec(features, (rows, 3), &Device::Cpu)
+        .and_then(|t| t.write_npy(&x))
+        .expect("x.npy");
+    Tensor::from_vec(labels, rows, &Device::Cpu)
+        .and_then(|t| t.write_npy(&y))
+        .expect("y.npy");
+    let out = dir.path().join("model");
+    let (ok, _, stderr) = sconce_train(&[
+        "fit",
+        "--data",
+        &x.to_string_lossy(),
+        "--label",
+        &y.to_string_lossy(),
+        "--hidden",
+        "4",
+        "--epochs",
+        "2",
+        "--folds",
+        "0",
+        "--out",
+        &out.to_string_lossy(),
+    ]);
+    assert!(ok, "{stderr}");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).expect("config"))
+            .expect("json");
+    assert_eq!(config["input_size"], 3);
+    assert_eq!(config["labels"], serde_json::json!(["0", "1"]));
+}
