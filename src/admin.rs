@@ -46,6 +46,11 @@ async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
 
 pub async fn serve(addr: SocketAddr, state: AdminState) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
+    serve_on(listener, state).await
+}
+
+/// Serve on an already bound listener (tests bind port 0 and read the address first).
+pub async fn serve_on(listener: tokio::net::TcpListener, state: AdminState) -> std::io::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "admin server listening");
     axum::serve(listener, router(state)).await
 }
