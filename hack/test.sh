@@ -29,10 +29,10 @@ step "control plane binaries (built once, cached)"
 bash hack/k8s.sh setup
 
 step "test fixtures"
-if [ -x hack/fetch-minilm.sh ] && [ -z "${SCONCE_MINILM_DIR:-}" ]; then
+if [ -f hack/fetch-minilm.sh ] && [ -z "${SCONCE_MINILM_DIR:-}" ]; then
   SCONCE_MINILM_DIR=$(bash hack/fetch-minilm.sh | tail -1); export SCONCE_MINILM_DIR
 fi
-if [ -x hack/fetch-digits.sh ] && [ -z "${SCONCE_DIGITS_CSV:-}" ]; then
+if [ -f hack/fetch-digits.sh ] && [ -z "${SCONCE_DIGITS_CSV:-}" ]; then
   SCONCE_DIGITS_CSV=$(bash hack/fetch-digits.sh | tail -1); export SCONCE_DIGITS_CSV
 fi
 

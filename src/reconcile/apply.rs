@@ -8,6 +8,22 @@ use serde::de::DeserializeOwned;
 use crate::crd::{ModelDeployment, ModelDeploymentStatus};
 use crate::error::{Error, Result};
 
+/// A namespaced, typed Kubernetes object we can read, list and delete.
+pub trait NamespacedObject:
+    Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + DeserializeOwned
+    + std::fmt::Debug
+{
+}
+impl<K> NamespacedObject for K where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+{
+}
+
 /// The single field manager Sconce writes with.
 pub const FIELD_MANAGER: &str = "sconce";
 
@@ -15,11 +31,7 @@ pub const FIELD_MANAGER: &str = "sconce";
 /// no-op on the server (resourceVersion stays).
 pub async fn apply<K>(client: &Client, object: &K) -> Result<K>
 where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + Serialize
-        + DeserializeOwned
-        + std::fmt::Debug,
+    K: NamespacedObject + Serialize,
 {
     let meta = object.meta();
     let namespace = meta
@@ -59,10 +71,7 @@ pub async fn list_names<K>(
     selector: &str,
 ) -> Result<Vec<(String, Option<String>)>>
 where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug,
+    K: NamespacedObject,
 {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     let list = api
@@ -87,10 +96,7 @@ where
 /// Delete in the background; a concurrent deletion is not an error.
 pub async fn delete<K>(client: &Client, namespace: &str, name: &str) -> Result<()>
 where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug,
+    K: NamespacedObject,
 {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     match api.delete(name, &DeleteParams::background()).await {
