@@ -38,7 +38,7 @@ pub struct Args {
     )]
     pub model_dir: Option<PathBuf>,
 
-    /// Where to fetch the model directory from: file://, http:// or https:// (a directory prefix).
+    /// Where to fetch the model directory from: file://, http(s):// or s3:// (a directory prefix).
     #[arg(long, env = "SCONCE_MODEL_URI")]
     pub model_uri: Option<String>,
 

@@ -1,7 +1,8 @@
 //! `--model-uri`: fetch a model directory into the cache dir, checking `model.safetensors`
 //! against `--model-sha256`.
 //!
-//! The URI names the model *directory*: `file:///models/mlp` or `https://host/models/mlp`.
+//! The URI names the model *directory*: `file:///models/mlp`, `https://host/models/mlp` or
+//! `s3://bucket/models/mlp`.
 //! The files the format needs are fetched from below it (`<uri>/config.json`, ...).
 
 use std::io::Read;
@@ -81,6 +82,17 @@ pub async fn fetch(
     let _ = tokio::fs::remove_file(&marker).await;
     let base = uri.trim_end_matches('/');
     let client = reqwest::Client::new();
+    let s3 = match base.strip_prefix("s3://") {
+        Some(rest) => {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            let store = object_store::aws::AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .build()
+                .with_context(|| format!("configuring S3 for {uri}"))?;
+            Some((store, prefix.trim_matches('/').to_string()))
+        }
+        None => None,
+    };
     for (rel, required) in files(format) {
         let target = dest.join(rel);
         if let Some(parent) = target.parent() {
@@ -91,10 +103,15 @@ pub async fn fetch(
             copy_file(&Path::new(path).join(rel), &part).await?
         } else if base.starts_with("http://") || base.starts_with("https://") {
             download(&client, &format!("{base}/{rel}"), &part).await?
-        } else if base.starts_with("s3://") {
-            bail!("s3:// model URIs are not supported yet; use file:// or http(s)://");
+        } else if let Some((store, prefix)) = &s3 {
+            let key = if prefix.is_empty() {
+                (*rel).to_string()
+            } else {
+                format!("{prefix}/{rel}")
+            };
+            download_s3(store, &format!("{base}/{rel}"), &key, &part).await?
         } else {
-            bail!("unsupported model URI {uri:?}: use file:// or http(s)://");
+            bail!("unsupported model URI {uri:?}: use file://, http(s):// or s3://");
         };
         if found {
             tokio::fs::rename(&part, &target).await?;
@@ -145,44 +162,98 @@ async fn download(client: &reqwest::Client, url: &str, dst: &Path) -> anyhow::Re
     if !resp.status().is_success() {
         bail!("GET {url}: HTTP {}", resp.status());
     }
-    let total = resp.content_length();
     let mut file = tokio::fs::File::create(dst)
         .await
         .with_context(|| format!("creating {}", dst.display()))?;
-    let mut done: u64 = 0;
-    let mut next_report: u64 = 0;
+    let mut progress = Progress::new(url, resp.content_length());
     while let Some(chunk) = resp
         .chunk()
         .await
         .with_context(|| format!("reading {url}"))?
     {
         file.write_all(&chunk).await?;
-        done += chunk.len() as u64;
-        if done >= next_report {
-            match total {
-                Some(t) if t > 0 => {
-                    tracing::info!(
-                        url,
-                        bytes = done,
-                        total = t,
-                        percent = done * 100 / t,
-                        "downloading"
-                    );
-                    next_report = done + t / 10;
-                }
-                _ => {
-                    tracing::info!(url, bytes = done, "downloading");
-                    next_report = done + (16 << 20);
-                }
+        progress.advance(chunk.len());
+    }
+    file.flush().await?;
+    progress.finish()?;
+    Ok(true)
+}
+
+/// `s3://bucket/key` through object_store; credentials, region and endpoint come from the usual
+/// `AWS_*` environment variables (`AWS_ENDPOINT`, `AWS_ALLOW_HTTP` for S3-compatible stores).
+async fn download_s3(
+    store: &object_store::aws::AmazonS3,
+    url: &str,
+    key: &str,
+    dst: &Path,
+) -> anyhow::Result<bool> {
+    use futures::StreamExt;
+    use object_store::ObjectStore;
+
+    let result = match store.get(&object_store::path::Path::from(key)).await {
+        Ok(r) => r,
+        Err(object_store::Error::NotFound { .. }) => return Ok(false),
+        Err(e) => return Err(e).with_context(|| format!("GET {url}")),
+    };
+    let mut progress = Progress::new(url, Some(result.meta.size));
+    let mut stream = result.into_stream();
+    let mut file = tokio::fs::File::create(dst)
+        .await
+        .with_context(|| format!("creating {}", dst.display()))?;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.with_context(|| format!("reading {url}"))?;
+        file.write_all(&chunk).await?;
+        progress.advance(chunk.len());
+    }
+    file.flush().await?;
+    progress.finish()?;
+    Ok(true)
+}
+
+/// Download progress in the log: every 10% (or 16 MiB when the size is unknown).
+struct Progress<'a> {
+    url: &'a str,
+    total: Option<u64>,
+    done: u64,
+    next: u64,
+}
+
+impl<'a> Progress<'a> {
+    fn new(url: &'a str, total: Option<u64>) -> Self {
+        Progress {
+            url,
+            total,
+            done: 0,
+            next: 0,
+        }
+    }
+
+    fn advance(&mut self, n: usize) {
+        self.done += n as u64;
+        if self.done < self.next {
+            return;
+        }
+        let url = self.url;
+        match self.total {
+            Some(t) if t > 0 => {
+                let percent = self.done * 100 / t;
+                tracing::info!(url, bytes = self.done, total = t, percent, "downloading");
+                self.next = self.done + t / 10;
+            }
+            _ => {
+                tracing::info!(url, bytes = self.done, "downloading");
+                self.next = self.done + (16 << 20);
             }
         }
     }
-    file.flush().await?;
-    if let Some(t) = total
-        && t != done
-    {
-        bail!("GET {url}: got {done} of {t} bytes");
+
+    fn finish(&self) -> anyhow::Result<()> {
+        if let Some(t) = self.total
+            && t != self.done
+        {
+            bail!("GET {}: got {} of {t} bytes", self.url, self.done);
+        }
+        tracing::info!(url = self.url, bytes = self.done, "downloaded");
+        Ok(())
     }
-    tracing::info!(url, bytes = done, "downloaded");
-    Ok(true)
 }

@@ -177,24 +177,7 @@ async fn model_uri_file_and_http() {
     let x = Rng::new(8).vec(8, 1.0);
     let want = m.reference(&x);
 
-    // A tiny static file server on loopback.
-    let root = dir.path().to_path_buf();
-    let app = axum::Router::new()
-        .route(
-            "/{*path}",
-            axum::routing::get(
-                |State(root): State<std::path::PathBuf>, AxPath(path): AxPath<String>| async move {
-                    match std::fs::read(root.join(path)) {
-                        Ok(b) => Ok(b),
-                        Err(_) => Err(axum::http::StatusCode::NOT_FOUND),
-                    }
-                },
-            ),
-        )
-        .with_state(root);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let files_addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let files_addr = serve_files(dir.path().to_path_buf()).await;
 
     let uris = [
         format!("file://{}/models/mlp", dir.path().display()),
@@ -274,4 +257,76 @@ async fn model_uri_file_and_http() {
         .await
         .unwrap();
     assert!(format!("{err:#}").contains("not found"), "{err:#}");
+}
+
+/// A tiny static file server on loopback (also good enough as an S3 stub: path-style
+/// `GET /bucket/key`, no auth checks).
+async fn serve_files(root: std::path::PathBuf) -> std::net::SocketAddr {
+    let app = axum::Router::new()
+        .route(
+            "/{*path}",
+            axum::routing::get(
+                |State(root): State<std::path::PathBuf>, AxPath(path): AxPath<String>| async move {
+                    match std::fs::read(root.join(path)) {
+                        Ok(b) => Ok(b),
+                        Err(_) => Err(axum::http::StatusCode::NOT_FOUND),
+                    }
+                },
+            ),
+        )
+        .with_state(root);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+// Multi-threaded: the stub must keep serving while this thread waits for the server's log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_uri_s3() {
+    let root = tempfile::tempdir().unwrap();
+    let model_dir = root.path().join("bucket/models/mlp");
+    std::fs::create_dir_all(&model_dir).unwrap();
+    let m = Mlp::random(12, 6, &[(4, "relu"), (3, "linear")], false);
+    m.write(&model_dir, None);
+    let sha = sconce_server::fetch::sha256_file(&model_dir.join("model.safetensors")).unwrap();
+    let s3 = serve_files(root.path().to_path_buf()).await;
+    let cache = tempfile::tempdir().unwrap();
+    let endpoint = format!("http://{s3}");
+    // The binary, so the AWS_* environment stays out of this test process.
+    let p = Proc::start(
+        &[
+            "--model-uri",
+            "s3://bucket/models/mlp",
+            "--model-sha256",
+            &sha,
+            "--cache-dir",
+            cache.path().to_str().unwrap(),
+            "--format",
+            "sequential",
+            "--model-name",
+            "mlp",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+        ],
+        &[
+            ("AWS_ENDPOINT", endpoint.as_str()),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", "us-east-1"),
+        ],
+    );
+    let x = Rng::new(13).vec(6, 1.0);
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/v2/models/mlp/infer", p.addr))
+        .json(&infer_body(&x))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_close(&floats(&v["outputs"][0]["data"]), &m.reference(&x), 1e-5);
 }
