@@ -67,7 +67,7 @@ if [[ -n "${SCONCE_BIN:-}" ]]; then
 elif [[ "${BENCH_SCONCE:-1}" != 0 ]]; then
     built="${CARGO_TARGET_DIR:-$root/target}/release/sconce-server"
     sconce_rev="$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')"
-    if [[ -n "$(git -C "$root" status --porcelain -- server Cargo.toml Cargo.lock 2>/dev/null)" ]]; then
+    if [[ -n "$(git -C "$root" status --porcelain -- server/src server/Cargo.toml Cargo.toml Cargo.lock 2>/dev/null)" ]]; then
         sconce_rev="$sconce_rev + uncommitted changes in server/"
     fi
     if [[ -f "$root/server/Cargo.toml" ]] && (cd "$root" && cargo build --release -p sconce-server >&2); then
