@@ -3,7 +3,6 @@
 mod common;
 
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use common::{Mlp, TestServer};
 use sconce_server::http::{AppState, router};
@@ -176,7 +175,7 @@ async fn over_capacity_is_429() {
         "--max-batch-size",
         "64",
         "--max-batch-delay-ms",
-        "600",
+        "1500",
     ])
     .await;
     let client = s.client.clone();
@@ -190,7 +189,7 @@ async fn over_capacity_is_429() {
             .unwrap()
             .status()
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    common::wait_in_flight(&s.client, &s.url(""), 1).await;
     let (code, body) = s.post_json("/v2/models/mlp/infer", &req(1)).await;
     assert_error(code, &body, 429, "at capacity");
     assert_eq!(slow.await.unwrap(), 200);

@@ -95,7 +95,7 @@ async fn sigterm_finishes_in_flight_requests() {
             ("SCONCE_HOST", "127.0.0.1"),
             ("SCONCE_PORT", "0"),
             ("SCONCE_MAX_BATCH_SIZE", "64"),
-            ("SCONCE_MAX_BATCH_DELAY_MS", "1500"),
+            ("SCONCE_MAX_BATCH_DELAY_MS", "2000"),
         ],
     );
     let x = Rng::new(4).vec(8, 1.0);
@@ -108,7 +108,7 @@ async fn sigterm_finishes_in_flight_requests() {
         let body = infer_body(&x);
         tokio::spawn(async move { client.post(url).json(&body).send().await })
     };
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    common::wait_in_flight(&client, &format!("http://{}", p.addr), 1).await;
     p.sigterm();
     let r = in_flight.await.unwrap().expect("in-flight request failed");
     assert_eq!(r.status(), 200);

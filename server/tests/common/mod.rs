@@ -314,3 +314,19 @@ impl TestServer {
         }
     }
 }
+
+/// Polls `/metrics` at `base` until `sconce_requests_in_flight` reaches `n` (10 s at most).
+pub async fn wait_in_flight(client: &reqwest::Client, base: &str, n: u32) {
+    for _ in 0..200 {
+        if let Ok(r) = client.get(format!("{base}/metrics")).send().await
+            && let Ok(text) = r.text().await
+            && text.lines().any(|l| {
+                l.starts_with("sconce_requests_in_flight{") && l.ends_with(&format!(" {n}"))
+            })
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("never saw {n} requests in flight");
+}
