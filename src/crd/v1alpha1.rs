@@ -87,8 +87,8 @@ pub struct ModelSpec {
     /// model.safetensors) or `bert` (a sentence-transformers directory).
     pub format: ModelFormat,
 
-    /// Expected SHA-256 (64 hex digits) of the downloaded model; the server refuses to start on a
-    /// mismatch. Only for `http(s)://` and `s3://` URIs.
+    /// Expected SHA-256 (64 hex digits) of the downloaded `model.safetensors`; the server refuses
+    /// to start on a mismatch. Only for `http(s)://` and `s3://` URIs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9a-fA-F]{64}$"))]
     pub sha256: Option<String>,
