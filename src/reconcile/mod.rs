@@ -187,11 +187,16 @@ pub fn error_policy(md: Arc<ModelDeployment>, error: &Error, ctx: Arc<Context>) 
         *n = n.saturating_add(1);
         *n
     };
-    let delay = BACKOFF_BASE
-        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(10)))
-        .min(BACKOFF_MAX);
+    let delay = backoff_delay(attempt);
     warn!(error = %error, attempt, ?delay, "reconcile failed, retrying");
     Action::requeue(delay)
+}
+
+/// Exponential backoff for the `attempt`-th consecutive transient failure: 1 s, 2 s, 4 s ... 120 s.
+pub fn backoff_delay(attempt: u32) -> Duration {
+    BACKOFF_BASE
+        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(10)))
+        .min(BACKOFF_MAX)
 }
 
 /// Run the controller until shutdown. `namespace: None` watches every namespace.
@@ -237,4 +242,39 @@ pub async fn run(
         })
         .await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let secs: Vec<u64> = [1, 2, 3, 7, 8, 50, u32::MAX]
+            .iter()
+            .map(|&a| backoff_delay(a).as_secs())
+            .collect();
+        assert_eq!(secs, [1, 2, 4, 64, 120, 120, 120]);
+    }
+
+    #[test]
+    fn errors_know_whether_retrying_helps() {
+        let invalid: Error = validate::ValidationError::InvalidVersion("...".into()).into();
+        assert!(invalid.is_permanent());
+        assert_eq!(invalid.category(), "InvalidSpec");
+        let api = |code: u16| {
+            Error::Kube(kube::Error::Api(Box::new(
+                kube::core::Status::failure("x", "y").with_code(code),
+            )))
+        };
+        assert!(
+            api(422).is_permanent(),
+            "a rejected object will be rejected again"
+        );
+        assert!(!api(409).is_permanent(), "conflicts resolve themselves");
+        assert!(!api(429).is_permanent());
+        assert!(!api(500).is_permanent());
+        assert_eq!(api(500).category(), "ApiRejected");
+        assert!(!Error::MissingObjectKey("uid").is_permanent());
+    }
 }
