@@ -35,22 +35,24 @@ if ! command -v wrk >/dev/null 2>&1; then
     fi
 fi
 
-# --- venvs, reused when present; re-synced only when a requirements file changed
+# --- venvs, reused when present; a requirements file is (re)installed only when it changed
 sync_venv() {  # dir, requirements files...
     local dir="$1"; shift
-    local want; want="$(cat "$@" | sha256sum | cut -d' ' -f1)"
     if [[ ! -x "$dir/bin/python" ]]; then
         say "creating $dir with $("$python" --version 2>&1)"
         "$python" -m venv "$dir"
         "$dir/bin/pip" install -q --upgrade pip >&2
     fi
-    if [[ "$(cat "$dir/.bench-requirements" 2>/dev/null)" != "$want" ]]; then
-        local args=()
-        for f in "$@"; do args+=(-r "$f"); done
-        say "pip install into $dir (${*##*/})"
-        "$dir/bin/pip" install -q "${args[@]}" >&2
-        echo "$want" >"$dir/.bench-requirements"
-    fi
+    local f stamp want
+    for f in "$@"; do
+        stamp="$dir/.bench-$(basename "$f").sha256"
+        want="$(sha256sum <"$f" | cut -d' ' -f1)"
+        if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+            say "pip install -r $(basename "$f") into $dir"
+            "$dir/bin/pip" install -q -r "$f" >&2
+            echo "$want" >"$stamp"
+        fi
+    done
 }
 mkdir -p "$cache"
 peer_reqs=("$here/requirements-peers.txt")
