@@ -184,6 +184,39 @@ async fn model_deployment_serves_real_predictions_and_heals() {
     })
     .await;
 
+    // A new version: Deployment mnist-2 rolls out beside mnist-1, which goes only once mnist-2 is
+    // fully ready; the status then names the new current version.
+    kubectl_ok(
+        &[
+            "patch",
+            "-n",
+            &ns,
+            "modeldeployment",
+            "mnist",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"model":{"version":"2"}}}"#,
+        ],
+        None,
+    );
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), &ns);
+    wait_until(WAIT, "version 2 current and mnist-1 removed", || async {
+        let md = mds.get("mnist").await.ok()?;
+        let status = md.status.clone()?;
+        let old_gone = deployments.get_opt("mnist-1").await.ok()?.is_none();
+        (status.current_version.as_deref() == Some("2")
+            && ready_replicas(&md) == (true, 2)
+            && old_gone)
+            .then_some(())
+    })
+    .await;
+    let new = deployments
+        .get("mnist-2")
+        .await
+        .expect("Deployment mnist-2");
+    assert_eq!(new.status.and_then(|s| s.ready_replicas), Some(2));
+
     kubectl_ok(
         &[
             "delete",
