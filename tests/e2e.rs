@@ -11,6 +11,7 @@ use common::*;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use sconce::crd::ModelDeployment;
+use sconce::reconcile::status::is_ready;
 use sconce_devtools::model_fixture::{ModelSpec, sample_input, write_model};
 use sconce_devtools::reference_forward;
 use sconce_devtools::testing::{AgentOptions, AgentProcess, build_binary, pids_serving_ip};
@@ -29,11 +30,7 @@ impl Drop for OperatorProcess {
 
 fn ready_replicas(md: &ModelDeployment) -> (bool, i32) {
     let status = md.status.clone().unwrap_or_default();
-    let ready = status
-        .conditions
-        .iter()
-        .any(|c| c.type_ == "Ready" && c.status == "True");
-    (ready, status.ready_replicas)
+    (is_ready(&status), status.ready_replicas)
 }
 
 async fn infer(ip: &str, input: &[f32]) -> Vec<f32> {

@@ -103,9 +103,7 @@ async fn reconcile_inner(md: &ModelDeployment, ctx: &Context) -> Result<Action> 
     apply::apply::<Service>(&ctx.client, &service).await?;
 
     let desired = status::valid_status(md, &model, Some(&deployment), &now);
-    let rolled_out =
-        status::RolloutProgress::from_deployment(md.spec.replicas, Some(&deployment)).complete();
-    if rolled_out {
+    if status::is_ready(&desired) {
         remove_old_versions(ctx, &namespace, &model, &owner.uid).await?;
     }
     write_status(md, &api, &name, desired, ctx).await?;

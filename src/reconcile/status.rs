@@ -250,6 +250,14 @@ pub fn valid_status(
     }
 }
 
+/// `Ready=True`: for a valid spec, the current version is fully rolled out.
+pub fn is_ready(status: &ModelDeploymentStatus) -> bool {
+    status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == READY && c.status == "True")
+}
+
 /// An event worth publishing because a condition flipped (or Degraded changed its reason).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transition {
