@@ -5,45 +5,21 @@
 //!
 //!   cargo bench --bench apply_latency            # uses SCONCE_TEST_KUBECONFIG or starts hack/k8s.sh
 //!   APPLY_LATENCY_RUNS=50 cargo bench --bench apply_latency
-use std::path::PathBuf;
-use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use common::{Operator, client, delete_namespace, install_crd, namespace};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::watcher;
-use kube::{Client, CustomResourceExt};
 use sconce::crd::{ModelDeployment, ModelDeploymentSpec, ModelFormat, ModelSpec};
-use sconce::metrics::Metrics;
-use sconce::reconcile::{self, build::BuildConfig};
 use tokio::sync::mpsc;
-
-fn kubeconfig() -> Result<PathBuf> {
-    if let Some(path) = std::env::var_os("SCONCE_TEST_KUBECONFIG") {
-        return Ok(PathBuf::from(path));
-    }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new("bash")
-        .arg(root.join("hack/k8s.sh"))
-        .arg("ensure")
-        .arg(root.join("target/sconce-test-cluster"))
-        .output()?;
-    anyhow::ensure!(out.status.success(), "hack/k8s.sh ensure failed");
-    Ok(PathBuf::from(
-        String::from_utf8(out.stdout)?
-            .trim()
-            .lines()
-            .last()
-            .unwrap_or_default(),
-    ))
-}
 
 /// Names of objects as their watch events arrive, with the arrival time.
 fn watch_names<K>(api: Api<K>) -> mpsc::UnboundedReceiver<(String, Instant)>
@@ -102,44 +78,12 @@ async fn main() -> Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
-    let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig()?)?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
-    let client = Client::try_from(config)?;
-
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.patch(
-        "modeldeployments.sconce.dev",
-        &PatchParams::apply("sconce-bench").force(),
-        &Patch::Apply(ModelDeployment::crd()),
-    )
-    .await?;
-    tokio::time::sleep(Duration::from_secs(2)).await; // Established
-
-    let ns = format!("bench-latency-{}", std::process::id());
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let meta = ObjectMeta {
-        name: Some(ns.clone()),
-        ..Default::default()
-    };
-    namespaces
-        .create(
-            &PostParams::default(),
-            &Namespace {
-                metadata: meta,
-                ..Default::default()
-            },
-        )
-        .await?;
-
-    let operator = tokio::spawn(reconcile::run(
-        client.clone(),
-        Some(ns.clone()),
-        BuildConfig {
-            server_image: "ghcr.io/sconce-dev/sconce-server:bench".into(),
-        },
-        Arc::new(Metrics::default()),
-        Arc::new(AtomicBool::new(false)),
-    ));
+    // The integration tests' harness: SCONCE_TEST_KUBECONFIG or a local control plane, the
+    // generated CRD, a fresh namespace and an in-process operator watching it.
+    install_crd();
+    let client = client().await;
+    let ns = namespace(&client, "bench-latency").await;
+    let operator = Operator::start(&client, &ns).await;
     let mut deployments = watch_names(Api::<Deployment>::namespaced(client.clone(), &ns));
     let mut configmaps = watch_names(Api::<ConfigMap>::namespaced(client.clone(), &ns));
     tokio::time::sleep(Duration::from_secs(2)).await; // watches established
@@ -195,7 +139,7 @@ async fn main() -> Result<()> {
         "ratio (operator path / plain API round trip, medians): {:.2}x",
         operator_median.as_secs_f64() / peer_median.as_secs_f64().max(1e-9)
     );
-    operator.abort();
-    namespaces.delete(&ns, &DeleteParams::background()).await?;
+    operator.stop();
+    delete_namespace(&client, &ns).await;
     Ok(())
 }

@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Client;
 use kube::api::{Api, DeleteParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
 use sconce::metrics::Metrics;
 use sconce::reconcile;
 
@@ -51,11 +50,9 @@ pub fn kubeconfig() -> PathBuf {
 }
 
 pub async fn client() -> Client {
-    let kubeconfig = Kubeconfig::read_from(kubeconfig()).expect("reading kubeconfig");
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+    sconce_devtools::testing::client_from_kubeconfig(&kubeconfig())
         .await
-        .expect("kubeconfig is usable");
-    Client::try_from(config).expect("client")
+        .expect("a client for the test cluster")
 }
 
 /// Real kubectl against the test cluster. Version-skew warnings go to stderr and are ignored.
