@@ -82,6 +82,12 @@ pub struct Args {
     #[arg(long, env = "SCONCE_MAX_CONCURRENCY", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrency: u32,
 
+    /// Threads that serve HTTP (parse requests, write answers). With 1, HTTP runs on a single
+    /// current-thread runtime: the cheapest per request, because the model runs on its own
+    /// thread anyway. Raise it when request parsing, not the model, saturates a core.
+    #[arg(long, env = "SCONCE_HTTP_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub http_threads: u32,
+
     /// Largest accepted request body; larger gets 413.
     #[arg(long, env = "SCONCE_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_body_bytes: usize,

@@ -76,9 +76,26 @@ impl Engine {
             batch_size: metrics.batch_size(),
             batch_duration: metrics.batch_duration(),
         };
+        let threads = candle_core::utils::get_num_threads();
         std::thread::Builder::new()
             .name("sconce-model".into())
-            .spawn(move || worker.run())?;
+            .spawn(move || {
+                // The model thread is worker 0 of candle's rayon pool: candle's parallel ops
+                // (softmax, gemm) then run inline on it instead of being handed to another thread
+                // and waited for, which cost more than the op itself on small models.
+                match rayon_core::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .thread_name(|i| format!("sconce-model-{i}"))
+                    .use_current_thread()
+                    .build()
+                {
+                    Ok(pool) => pool.install(|| worker.run()),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "no model thread pool; candle uses the global one");
+                        worker.run()
+                    }
+                }
+            })?;
         Ok(Engine { tx, depth })
     }
 

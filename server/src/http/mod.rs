@@ -1,6 +1,7 @@
 //! HTTP: routes, request/response types and the admission layers.
 
 mod auth;
+mod json_numbers;
 mod openai;
 mod rows;
 pub mod tensor;

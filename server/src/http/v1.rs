@@ -9,7 +9,9 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use serde_json::value::RawValue;
 
+use super::json_numbers::parse_data;
 use super::rows::Rows;
 use super::tensor::{TensorData, Values};
 use super::v2::texts;
@@ -19,19 +21,29 @@ use crate::engine::{Input, Output};
 use crate::error::ApiError;
 use crate::model::ModelInfo;
 
+/// Tensors stay raw JSON text until `json_numbers` flattens them (see `v2.rs`).
 #[derive(Deserialize)]
-#[serde(untagged)]
-enum Columnar {
-    Named(HashMap<String, TensorData>),
+struct PredictRequest<'a> {
+    #[serde(default, borrow)]
+    instances: Option<&'a RawValue>,
+    /// One tensor, or an object of named tensors.
+    #[serde(default, borrow)]
+    inputs: Option<&'a RawValue>,
+}
+
+enum Columnar<'a> {
+    Named(HashMap<String, &'a RawValue>),
     Tensor(TensorData),
 }
 
-#[derive(Deserialize)]
-struct PredictRequest {
-    #[serde(default)]
-    instances: Option<TensorData>,
-    #[serde(default)]
-    inputs: Option<Columnar>,
+fn columnar(raw: &RawValue) -> Result<Columnar<'_>, ApiError> {
+    if raw.get().starts_with('{') {
+        serde_json::from_str(raw.get())
+            .map(Columnar::Named)
+            .map_err(|e| ApiError::bad(format!("invalid inputs: {e}")))
+    } else {
+        parse_data(raw).map(Columnar::Tensor)
+    }
 }
 
 #[derive(Serialize)]
@@ -104,8 +116,9 @@ async fn run_predict(
     let loaded = state.model(name, version)?;
     let info = &loaded.info;
     let req: PredictRequest = parse_json(raw)?;
-    let (input, columnar) = match (req.instances, req.inputs) {
-        (Some(t), None) => (to_input(t, info, "instances")?, false),
+    let inputs = req.inputs.map(columnar).transpose()?;
+    let (input, columnar) = match (req.instances, inputs) {
+        (Some(raw), None) => (to_input(parse_data(raw)?, info, "instances")?, false),
         (None, Some(Columnar::Tensor(t))) => (to_input(t, info, "inputs")?, true),
         (None, Some(Columnar::Named(mut map))) => {
             let key = match info.format {
@@ -117,10 +130,10 @@ async fn run_predict(
                     "inputs must have exactly one key, {key:?}"
                 )));
             }
-            let t = map
+            let raw = map
                 .remove(key)
                 .ok_or_else(|| ApiError::bad(format!("inputs must have the key {key:?}")))?;
-            (to_input(t, info, "inputs")?, true)
+            (to_input(parse_data(raw)?, info, "inputs")?, true)
         }
         (Some(_), Some(_)) => {
             return Err(ApiError::bad("give either instances or inputs, not both"));

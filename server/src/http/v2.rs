@@ -7,9 +7,11 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
-use super::tensor::{TensorData, Values, decode_binary, is_known_datatype};
+use super::json_numbers::parse_data;
+use super::tensor::{Values, decode_binary, is_known_datatype};
 use super::v2_binary::{BinaryOut, split_body};
 use super::{SharedState, body, parse_json};
 use crate::cli::Format;
@@ -18,25 +20,27 @@ use crate::error::ApiError;
 use crate::model::ModelInfo;
 
 #[derive(Debug, Deserialize)]
-pub struct InferRequest {
+pub struct InferRequest<'a> {
     #[serde(default)]
     pub id: Option<String>,
     #[serde(default)]
     pub parameters: Option<Map<String, Value>>,
-    pub inputs: Vec<RequestInput>,
+    #[serde(borrow)]
+    pub inputs: Vec<RequestInput<'a>>,
     #[serde(default)]
     pub outputs: Option<Vec<RequestOutput>>,
 }
 
 #[derive(Debug, Deserialize)]
-pub struct RequestInput {
+pub struct RequestInput<'a> {
     pub name: String,
     pub shape: Vec<i64>,
     pub datatype: String,
     #[serde(default)]
     pub parameters: Option<Map<String, Value>>,
-    #[serde(default)]
-    pub data: Option<TensorData>,
+    /// Kept as text and flattened by `json_numbers` (much faster than a serde visitor).
+    #[serde(default, borrow)]
+    pub data: Option<&'a RawValue>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -261,7 +265,10 @@ fn requested_outputs(req: &InferRequest, format: Format) -> Result<OutputChoice,
 }
 
 /// Checks one input tensor against its declared shape and datatype and returns its values.
-fn decode_input(input: RequestInput, binary: &mut &[u8]) -> Result<(Vec<usize>, Values), ApiError> {
+fn decode_input(
+    input: RequestInput<'_>,
+    binary: &mut &[u8],
+) -> Result<(Vec<usize>, Values), ApiError> {
     let RequestInput {
         name,
         shape,
@@ -314,7 +321,8 @@ fn decode_input(input: RequestInput, binary: &mut &[u8]) -> Result<(Vec<usize>, 
             decode_binary(&datatype, mine)
                 .map_err(|e| ApiError::bad(format!("input {name}: {e}")))?
         }
-        (None, Some(t)) => {
+        (None, Some(raw)) => {
+            let t = parse_data(raw).map_err(|e| ApiError::bad(format!("input {name}: {e}")))?;
             let is_bytes = datatype == "BYTES";
             match &t.values {
                 Values::Bytes(_) if !is_bytes => {
@@ -357,7 +365,7 @@ fn decode_input(input: RequestInput, binary: &mut &[u8]) -> Result<(Vec<usize>, 
 }
 
 fn to_engine_input(
-    inputs: Vec<RequestInput>,
+    inputs: Vec<RequestInput<'_>>,
     mut binary: &[u8],
     info: &ModelInfo,
 ) -> Result<Input, ApiError> {
