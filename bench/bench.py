@@ -436,6 +436,7 @@ def main() -> int:
     ap.add_argument("--mlserver-venv", required=True)
     ap.add_argument("--sconce-bin", default="", help="target/release/sconce-server; empty skips sconce")
     ap.add_argument("--sconce-rev", default="", help="which source the binary was built from")
+    ap.add_argument("--floor-bin", default="", help="server/examples/http_floor; empty skips the floor")
     ap.add_argument("--embed-model-dir", default="", help="all-MiniLM-L6-v2 dir; empty skips embeddings")
     ap.add_argument("--workdir", required=True)
     args = ap.parse_args()
@@ -492,6 +493,14 @@ def main() -> int:
                        "outputs": [{"name": "output", "parameters": {"binary_data": True}}]},
                       separators=(",", ":")).encode()
     (work / "v2.bin").write_bytes(head + raw)
+    # The floor answers with the reference itself, in sconce-server's V2 response layout.
+    out = {"name": "output", "datatype": "FP32", "shape": list(ref.shape)}
+    resp = {"model_name": MODEL_NAME, "model_version": "1", "id": "bench"}
+    (work / "floor.json").write_text(json.dumps({**resp, "outputs": [{**out, "data": [float(v) for v in ref.astype(np.float32).ravel()]}]}))
+    out_raw = ref.astype("<f4").tobytes()
+    floor_head = json.dumps({**resp, "outputs": [{**out, "parameters": {"binary_data_size": len(out_raw)}}]},
+                            separators=(",", ":")).encode()
+    (work / "floor.bin").write_bytes(floor_head + out_raw)
     p_json = Payload("json", path, work / "v2.json")
     p_bin = Payload("binary", path, work / "v2.bin", "application/octet-stream", len(head))
     log(f"model: {model_dir} (1000 -> 64 relu -> 64 relu -> 10 softmax, seed 1234); "
@@ -528,6 +537,12 @@ def main() -> int:
         plan.append(("sconce", "sconce-server", lambda port, wd: [
             args.sconce_bin, "--model-dir", str(model_dir), "--format", "sequential",
             "--model-name", MODEL_NAME, "--host", "127.0.0.1", "--port", str(port)], [p_json, p_bin]))
+
+    if want("floor") and args.floor_bin:
+        plan.append(("floor", "HTTP floor", lambda port, wd: [
+            args.floor_bin, "--host", "127.0.0.1", "--port", str(port), "--json-response", str(work / "floor.json"),
+            "--binary-response", str(work / "floor.bin"), "--binary-header-len", str(len(floor_head))],
+            [p_json, p_bin]))
 
     # Rounds: every server in turn, started afresh each round, one measured run per concurrency; the
     # report takes medians over rounds, so background load on this shared machine hits all servers alike.
@@ -615,6 +630,10 @@ def report_mlp(rows: list, concs: list[int], repeats: int, seconds: float) -> No
                 return r.cpu_ms
         return float("nan")
 
+    if any(r.server == "floor" for r in rows):
+        log("HTTP floor = server/examples/http_floor: sconce-server's HTTP stack answering a precomputed body, with no\n"
+            "  parsing and no model: what HTTP alone costs here. peer / floor bounds every peer / sconce ratio below.")
+
     log("\nCPU per request, peer / sconce-server (higher = sconce cheaper):")
     log(f"{'comparison':<44}{'conc':>5}{'ratio':>9}{'target':>8}  verdict")
     for conc in concs:
@@ -628,6 +647,15 @@ def report_mlp(rows: list, concs: list[int], repeats: int, seconds: float) -> No
             v = verdict(ratio, target) if target else "-"
             tgt = f">={target:g}x" if target else "-"
             log(f"{name:<44}{conc:>5}{fmt(ratio, '.2f') + ('x' if ratio == ratio else ''):>9}{tgt:>8}  {v}")
+        for name, peer, fp, target in [
+            ("  bound: FastAPI(JSON) / floor(JSON body)", "fastapi", "json", 3.0),
+            ("  bound: KServe(JSON) / floor(JSON body)", "kserve", "json", 10.0),
+            ("  bound: FastAPI(JSON) / floor(binary body)", "fastapi", "binary", 10.0),
+        ]:
+            ratio = cpu(peer, "json", conc) / cpu("floor", fp, conc)
+            if ratio == ratio:
+                reach = "reachable" if ratio >= target else "UNREACHABLE over HTTP here"
+                log(f"{name:<44}{conc:>5}{fmt(ratio, '.2f') + 'x':>9}{f'>={target:g}x':>8}  {reach}")
 
 
 def embed_client(server: Server, body: bytes, seconds: float, ref: np.ndarray) -> dict:

