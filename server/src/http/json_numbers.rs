@@ -23,26 +23,45 @@ pub fn parse_data(raw: &RawValue) -> Result<TensorData, ApiError> {
     }
 }
 
-/// Reads valid JSON that is an array (nested or not) of numbers only; `None` otherwise.
+/// Reads JSON that is an array (nested or not) of numbers only; `None` otherwise.
 pub fn scan(json: &str) -> Option<TensorData> {
-    let bytes = json.as_bytes();
+    let b = json.as_bytes();
+    let (t, end) = scan_array(b, skip_ws(b, 0))?;
+    (skip_ws(b, end) == b.len()).then_some(t)
+}
+
+/// Reads the array of numbers starting at `b[start] == b'['`, checking the JSON grammar as it
+/// goes (the caller may not have validated the text); returns it and the index just past it.
+pub fn scan_array(b: &[u8], start: usize) -> Option<(TensorData, usize)> {
+    if b.get(start) != Some(&b'[') {
+        return None;
+    }
     // Typical numbers take four bytes or more with their separator.
-    let mut nums: Vec<f32> = Vec::with_capacity(bytes.len() / 4);
+    let mut nums: Vec<f32> = Vec::with_capacity((b.len() - start) / 4);
     // Elements seen so far in each open array, outermost first.
     let mut open: Vec<usize> = Vec::new();
     // Length of the arrays at each depth; all arrays at one depth must agree.
     let mut dims: Vec<Option<usize>> = Vec::new();
     let mut leaf_depth: Option<usize> = None;
     let mut saw_float = false;
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b' ' | b'\t' | b'\n' | b'\r' | b',' => i += 1,
-            b'[' => {
-                open.push(0);
+    let mut i = start;
+    // Grammar: after `[` a value or `]`; after a value `,` or `]`; after `,` a value.
+    let mut want_value = true;
+    let mut may_close = true;
+    loop {
+        match *b.get(i)? {
+            b' ' | b'\t' | b'\n' | b'\r' => i += 1,
+            b',' if !want_value => {
+                want_value = true;
+                may_close = false;
                 i += 1;
             }
-            b']' => {
+            b'[' if want_value => {
+                open.push(0);
+                may_close = true;
+                i += 1;
+            }
+            b']' if may_close => {
                 let count = open.pop()?;
                 let depth = open.len();
                 if dims.len() <= depth {
@@ -57,35 +76,44 @@ pub fn scan(json: &str) -> Option<TensorData> {
                     // An empty array: its elements would sit one level deeper.
                     check_leaf(&mut leaf_depth, depth + 1)?;
                 }
-                if let Some(parent) = open.last_mut() {
-                    *parent += 1;
-                }
                 i += 1;
+                match open.last_mut() {
+                    Some(parent) => *parent += 1,
+                    None => break,
+                }
+                want_value = false;
+                may_close = true;
             }
-            b'-' | b'0'..=b'9' => {
-                let v = number(json, &mut i)?;
+            b'-' | b'0'..=b'9' if want_value => {
+                let v = number(b, &mut i)?;
                 if !saw_float && v.fract() != 0.0 {
                     saw_float = true;
                 }
                 nums.push(v as f32);
-                let depth = open.len();
-                check_leaf(&mut leaf_depth, depth)?;
+                check_leaf(&mut leaf_depth, open.len())?;
                 *open.last_mut()? += 1;
+                want_value = false;
+                may_close = true;
             }
             _ => return None,
         }
     }
-    if !open.is_empty() || dims.is_empty() {
-        return None;
-    }
     let leaf = leaf_depth?;
     let shape = dims.iter().take(leaf).map(|d| d.unwrap_or(0)).collect();
-    Some(TensorData {
+    let t = TensorData {
         values: Values::Num(nums),
         shape,
         saw_float,
         saw_bool: false,
-    })
+    };
+    Some((t, i))
+}
+
+pub fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        i += 1;
+    }
+    i
 }
 
 /// Powers of ten that f64 holds exactly.
@@ -94,30 +122,31 @@ const POW10: [f64; 23] = [
     1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
 ];
 
-/// Reads the JSON number starting at `*i` and moves `*i` past it.
-fn number(json: &str, i: &mut usize) -> Option<f64> {
-    let b = json.as_bytes();
+/// Reads the JSON number starting at `*i` (grammar checked) and moves `*i` past it.
+fn number(b: &[u8], i: &mut usize) -> Option<f64> {
     let start = *i;
     let negative = b[start] == b'-';
     let mut at = start + usize::from(negative);
     // Up to 19 digits fit a u64; longer numbers (rare) go to std below.
     let mut mantissa: u64 = 0;
-    let mut digits = 0usize;
-    while let Some(d) = digit(b, at) {
-        mantissa = mantissa.wrapping_mul(10).wrapping_add(d);
-        at += 1;
+    let int_start = at;
+    let int_digits = digit_run(b, at, &mut mantissa);
+    at += int_digits;
+    // JSON: at least one digit, and no leading zero before more digits.
+    if int_digits == 0 || (int_digits > 1 && b[int_start] == b'0') {
+        return None;
     }
-    digits += at - start - usize::from(negative);
+    let mut digits = int_digits;
     let mut exp10: i64 = 0;
     if b.get(at) == Some(&b'.') {
         at += 1;
-        let first = at;
-        while let Some(d) = digit(b, at) {
-            mantissa = mantissa.wrapping_mul(10).wrapping_add(d);
-            at += 1;
+        let n = digit_run(b, at, &mut mantissa);
+        if n == 0 {
+            return None;
         }
-        digits += at - first;
-        exp10 -= (at - first) as i64;
+        at += n;
+        digits += n;
+        exp10 -= n as i64;
     }
     if matches!(b.get(at), Some(b'e' | b'E')) {
         at += 1;
@@ -132,10 +161,14 @@ fn number(json: &str, i: &mut usize) -> Option<f64> {
             }
             _ => 1,
         };
+        let first = at;
         let mut e: i64 = 0;
         while let Some(d) = digit(b, at) {
             e = (e * 10 + d as i64).min(1 << 20);
             at += 1;
+        }
+        if at == first {
+            return None;
         }
         exp10 += sign * e;
     }
@@ -147,8 +180,25 @@ fn number(json: &str, i: &mut usize) -> Option<f64> {
         let v = if exp10 < 0 { m / p } else { m * p };
         return Some(if negative { -v } else { v });
     }
-    // The bytes are ASCII, so these are char boundaries.
-    json.get(start..at)?.parse().ok()
+    // Checked above: the token is ASCII digits, signs, '.', 'e'.
+    std::str::from_utf8(&b[start..at]).ok()?.parse().ok()
+}
+
+/// Appends the run of ASCII digits at `b[at..]` to `mantissa` (wrapping: the caller checks the
+/// count) and returns the run's length.
+fn digit_run(b: &[u8], at: usize, mantissa: &mut u64) -> usize {
+    let mut m = *mantissa;
+    let mut n = 0;
+    for &c in &b[at.min(b.len())..] {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        m = m.wrapping_mul(10).wrapping_add(u64::from(d));
+        n += 1;
+    }
+    *mantissa = m;
+    n
 }
 
 fn digit(b: &[u8], at: usize) -> Option<u64> {
@@ -201,6 +251,23 @@ mod tests {
             r#"[{"a": 1}]"#,
             "3",
             "[[1, 2], [3, 4], [5, 6, 7]]",
+            // Not JSON: the fast path must refuse, whatever the visitor says.
+            "[1,,2]",
+            "[1 2]",
+            "[,1]",
+            "[1,]",
+            "[01]",
+            "[1.]",
+            "[.5]",
+            "[-]",
+            "[1e]",
+            "[+1]",
+            "[1]]",
+            "[[1]",
+            "[1",
+            "[--1]",
+            "[0x10]",
+            "[1e5.5]",
         ];
         for case in cases {
             let fast = scan(case);
@@ -269,10 +336,27 @@ mod tests {
         }
         for t in &tokens {
             let mut i = 0;
-            let got = number(t, &mut i).unwrap();
+            let got = number(t.as_bytes(), &mut i).unwrap();
             assert_eq!(i, t.len(), "{t}");
             let want: f64 = t.parse().unwrap();
             assert_eq!(got.to_bits(), want.to_bits(), "{t}");
+        }
+    }
+
+    #[test]
+    fn digit_runs_of_every_length() {
+        for len in 0..=20 {
+            let digits: String = (0..len).map(|k| char::from(b'1' + (k % 9) as u8)).collect();
+            for tail in ["", ",", "]", "e5", ".", " 7"] {
+                let text = format!("{digits}{tail}");
+                let mut m = 0u64;
+                let n = digit_run(text.as_bytes(), 0, &mut m);
+                assert_eq!(n, len, "{text}");
+                if len <= 19 {
+                    let want: u64 = if len == 0 { 0 } else { digits.parse().unwrap() };
+                    assert_eq!(m, want, "{text}");
+                }
+            }
         }
     }
 

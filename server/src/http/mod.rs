@@ -8,6 +8,7 @@ pub mod tensor;
 mod v1;
 mod v2;
 mod v2_binary;
+mod v2_splice;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;

@@ -8,23 +8,48 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::json_numbers::parse_data;
+use super::tensor::TensorData;
 use super::tensor::{Values, decode_binary, is_known_datatype};
 use super::v2_binary::{BinaryOut, split_body};
+use super::v2_splice::splice;
 use super::{SharedState, body, parse_json};
 use crate::cli::Format;
 use crate::engine::{Input, Output};
 use crate::error::ApiError;
 use crate::model::ModelInfo;
 
+/// The `parameters` this server reads; others are accepted and ignored. Values stay JSON so a
+/// wrong type gets this server's own error message.
+#[derive(Debug, Default, Deserialize)]
+pub struct Parameters {
+    #[serde(default)]
+    pub binary_data_size: Option<Value>,
+    #[serde(default)]
+    pub binary_data: Option<Value>,
+    #[serde(default)]
+    pub binary_data_output: Option<Value>,
+}
+
+impl Parameters {
+    fn get(&self, key: &str) -> Option<&Value> {
+        match key {
+            "binary_data_size" => self.binary_data_size.as_ref(),
+            "binary_data" => self.binary_data.as_ref(),
+            "binary_data_output" => self.binary_data_output.as_ref(),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub struct InferRequest<'a> {
     #[serde(default)]
     pub id: Option<String>,
     #[serde(default)]
-    pub parameters: Option<Map<String, Value>>,
+    pub parameters: Option<Parameters>,
     #[serde(borrow)]
     pub inputs: Vec<RequestInput<'a>>,
     #[serde(default)]
@@ -37,7 +62,7 @@ pub struct RequestInput<'a> {
     pub shape: Vec<i64>,
     pub datatype: String,
     #[serde(default)]
-    pub parameters: Option<Map<String, Value>>,
+    pub parameters: Option<Parameters>,
     /// Kept as text and flattened by `json_numbers` (much faster than a serde visitor).
     #[serde(default, borrow)]
     pub data: Option<&'a RawValue>,
@@ -47,7 +72,7 @@ pub struct RequestInput<'a> {
 pub struct RequestOutput {
     pub name: String,
     #[serde(default)]
-    pub parameters: Option<Map<String, Value>>,
+    pub parameters: Option<Parameters>,
 }
 
 #[derive(Serialize)]
@@ -178,9 +203,13 @@ async fn run_infer(
     let loaded = state.model(name, version)?;
     let info = &loaded.info;
     let (json_part, binary_part) = split_body(headers, &raw)?;
-    let req: InferRequest = parse_json(json_part)?;
+    let (spliced_json, spliced_data) = match splice(json_part) {
+        Some(s) => (Some(s.json), s.data),
+        None => (None, Vec::new()),
+    };
+    let req: InferRequest = parse_json(spliced_json.as_deref().unwrap_or(json_part))?;
     let outputs = requested_outputs(&req, info.format)?;
-    let input = to_engine_input(req.inputs, binary_part, info)?;
+    let input = to_engine_input(req.inputs, spliced_data, binary_part, info)?;
     let result = loaded.engine.infer(input).await?;
     let (data, cols) = match result {
         Output::Dense { data, cols } => (data, cols),
@@ -220,7 +249,7 @@ struct OutputChoice {
     binary: bool,
 }
 
-fn flag(params: &Option<Map<String, Value>>, key: &str) -> Result<Option<bool>, ApiError> {
+fn flag(params: &Option<Parameters>, key: &str) -> Result<Option<bool>, ApiError> {
     match params.as_ref().and_then(|p| p.get(key)) {
         None => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
@@ -265,8 +294,10 @@ fn requested_outputs(req: &InferRequest, format: Format) -> Result<OutputChoice,
 }
 
 /// Checks one input tensor against its declared shape and datatype and returns its values.
+/// `spliced` is its `data` if `v2_splice` already took it out of the body.
 fn decode_input(
     input: RequestInput<'_>,
+    spliced: Option<TensorData>,
     binary: &mut &[u8],
 ) -> Result<(Vec<usize>, Values), ApiError> {
     let RequestInput {
@@ -302,6 +333,13 @@ fn decode_input(
             ))
         })? as usize),
     };
+    let data = match (spliced, data) {
+        (Some(t), _) => Some(t),
+        (None, Some(raw)) => {
+            Some(parse_data(raw).map_err(|e| ApiError::bad(format!("input {name}: {e}")))?)
+        }
+        (None, None) => None,
+    };
     let values = match (binary_size, data) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad(format!(
@@ -321,8 +359,7 @@ fn decode_input(
             decode_binary(&datatype, mine)
                 .map_err(|e| ApiError::bad(format!("input {name}: {e}")))?
         }
-        (None, Some(raw)) => {
-            let t = parse_data(raw).map_err(|e| ApiError::bad(format!("input {name}: {e}")))?;
+        (None, Some(t)) => {
             let is_bytes = datatype == "BYTES";
             match &t.values {
                 Values::Bytes(_) if !is_bytes => {
@@ -366,6 +403,7 @@ fn decode_input(
 
 fn to_engine_input(
     inputs: Vec<RequestInput<'_>>,
+    spliced: Vec<Option<TensorData>>,
     mut binary: &[u8],
     info: &ModelInfo,
 ) -> Result<Input, ApiError> {
@@ -387,7 +425,7 @@ fn to_engine_input(
             input.name
         )));
     }
-    let (dims, values) = decode_input(input, &mut binary)?;
+    let (dims, values) = decode_input(input, spliced.into_iter().next().flatten(), &mut binary)?;
     if !binary.is_empty() {
         return Err(ApiError::bad(format!(
             "{} bytes of binary data are not claimed by any input",
