@@ -134,6 +134,49 @@ async fn sigterm_finishes_in_flight_requests() {
     );
 }
 
+/// `--http-threads 2` runs HTTP on a multi-thread runtime: concurrent requests with different
+/// inputs each get their own answer.
+#[tokio::test]
+async fn multi_thread_http_runtime_answers_concurrent_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Mlp::random(6, 8, &[(4, "relu"), (3, "softmax")], false);
+    m.write(dir.path(), None);
+    let model_dir = dir.path().to_str().unwrap();
+    let args = [
+        "--model-dir",
+        model_dir,
+        "--format",
+        "sequential",
+        "--model-name",
+        "mlp",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--http-threads",
+        "2",
+    ];
+    let p = Proc::start(&args, &[]);
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/v2/models/mlp/infer", p.addr);
+    let mut rng = Rng::new(9);
+    let inputs: Vec<Vec<f32>> = (0..16).map(|_| rng.vec(8, 1.0)).collect();
+    let answers = futures::future::join_all(inputs.iter().map(|x| {
+        let client = client.clone();
+        let url = url.clone();
+        let body = infer_body(x);
+        async move {
+            let r = client.post(url).json(&body).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<serde_json::Value>().await.unwrap()
+        }
+    }))
+    .await;
+    for (x, v) in inputs.iter().zip(&answers) {
+        assert_close(&floats(&v["outputs"][0]["data"]), &m.reference(x), 1e-5);
+    }
+}
+
 #[tokio::test]
 async fn sha256_mismatch_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
