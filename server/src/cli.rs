@@ -92,6 +92,11 @@ pub struct Args {
     #[arg(long, env = "SCONCE_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_body_bytes: usize,
 
+    /// How long an inference request's body may take to arrive once its headers have; slower
+    /// gets 408, so slow or stalled clients cannot hold `--max-concurrency` slots.
+    #[arg(long, env = "SCONCE_BODY_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout_ms: u64,
+
     /// File holding a bearer token; when set, every route but health and metrics needs it.
     #[arg(long, env = "SCONCE_API_KEY_FILE")]
     pub api_key_file: Option<PathBuf>,

@@ -23,6 +23,9 @@ pub enum ApiError {
     /// The body is over `--max-body-bytes`.
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// The body did not arrive within `--body-timeout-ms`.
+    #[error("request body not received within {0} ms")]
+    BodyTimeout(u64),
     /// The concurrency limit or the model queue is full.
     #[error("server is at capacity: {0}")]
     Overloaded(&'static str),
@@ -47,6 +50,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Inference(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -95,6 +99,10 @@ mod tests {
         assert_eq!(
             ApiError::PayloadTooLarge(1).status(),
             StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert_eq!(
+            ApiError::BodyTimeout(1).status(),
+            StatusCode::REQUEST_TIMEOUT
         );
         assert_eq!(
             ApiError::Overloaded("queue").status(),

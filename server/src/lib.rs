@@ -63,6 +63,7 @@ pub async fn bind(args: Args) -> anyhow::Result<Server> {
         limiter: Arc::new(Semaphore::new(args.max_concurrency as usize)),
         api_key,
         max_body_bytes: args.max_body_bytes,
+        body_timeout: Duration::from_millis(args.body_timeout_ms),
     });
     Ok(Server {
         listener,

@@ -166,6 +166,55 @@ async fn oversized_body_is_413() {
     s.stop().await.unwrap();
 }
 
+/// A client that sends headers and part of its body, then stalls, gets 408 once
+/// `--body-timeout-ms` has passed, and its concurrency slot back.
+#[tokio::test]
+async fn stalled_body_is_408_and_frees_its_slot() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (s, _dir) = serve(&["--body-timeout-ms", "300", "--max-concurrency", "1"]).await;
+    let mut stalled = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    stalled
+        .write_all(
+            b"POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\n\r\n{\"inputs\": [",
+        )
+        .await
+        .unwrap();
+    // Read one response: headers, then Content-Length bytes (the connection may stay open).
+    let read_response = async {
+        let mut answer = Vec::new();
+        let mut chunk = [0u8; 1024];
+        loop {
+            let n = stalled.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "connection closed without a full response");
+            answer.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&answer).to_string();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap();
+                if body.len() >= len {
+                    return (head.to_string(), body[..len].to_string());
+                }
+            }
+        }
+    };
+    let (head, body) = tokio::time::timeout(std::time::Duration::from_secs(10), read_response)
+        .await
+        .expect("no answer to a stalled body");
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_error(408, &body, 408, "not received within 300 ms");
+    // The only slot is free again.
+    let (code, _) = s.post_json("/v2/models/mlp/infer", &req(1)).await;
+    assert_eq!(code, 200);
+}
+
 #[tokio::test]
 async fn over_capacity_is_429() {
     // One slot, and a batch delay that keeps the first request in the queue a while.
@@ -219,6 +268,7 @@ async fn not_loaded_is_503() {
         limiter: Arc::new(tokio::sync::Semaphore::new(4)),
         api_key: None,
         max_body_bytes: 1 << 20,
+        body_timeout: std::time::Duration::from_secs(30),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

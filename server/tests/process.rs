@@ -76,6 +76,18 @@ impl Drop for Proc {
     }
 }
 
+/// Serve a `sequential` model as `mlp` on a free loopback port.
+const MLP_ON_FREE_PORT: [&str; 8] = [
+    "--format",
+    "sequential",
+    "--model-name",
+    "mlp",
+    "--host",
+    "127.0.0.1",
+    "--port",
+    "0",
+];
+
 fn infer_body(x: &[f32]) -> serde_json::Value {
     json!({"inputs": [{"name": "input", "shape": [1, x.len()], "datatype": "FP32", "data": x}]})
 }
@@ -142,20 +154,8 @@ async fn multi_thread_http_runtime_answers_concurrent_requests() {
     let m = Mlp::random(6, 8, &[(4, "relu"), (3, "softmax")], false);
     m.write(dir.path(), None);
     let model_dir = dir.path().to_str().unwrap();
-    let args = [
-        "--model-dir",
-        model_dir,
-        "--format",
-        "sequential",
-        "--model-name",
-        "mlp",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--http-threads",
-        "2",
-    ];
+    let mut args = vec!["--model-dir", model_dir, "--http-threads", "2"];
+    args.extend(MLP_ON_FREE_PORT);
     let p = Proc::start(&args, &[]);
     let client = reqwest::Client::new();
     let url = format!("http://{}/v2/models/mlp/infer", p.addr);
@@ -192,16 +192,7 @@ async fn sha256_mismatch_refuses_to_start() {
             "--cache-dir",
         ])
         .arg(cache.path())
-        .args([
-            "--format",
-            "sequential",
-            "--model-name",
-            "mlp",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-        ])
+        .args(MLP_ON_FREE_PORT)
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -337,23 +328,17 @@ async fn model_uri_s3() {
     let cache = tempfile::tempdir().unwrap();
     let endpoint = format!("http://{s3}");
     // The binary, so the AWS_* environment stays out of this test process.
+    let mut args = vec![
+        "--model-uri",
+        "s3://bucket/models/mlp",
+        "--model-sha256",
+        &sha,
+        "--cache-dir",
+        cache.path().to_str().unwrap(),
+    ];
+    args.extend(MLP_ON_FREE_PORT);
     let p = Proc::start(
-        &[
-            "--model-uri",
-            "s3://bucket/models/mlp",
-            "--model-sha256",
-            &sha,
-            "--cache-dir",
-            cache.path().to_str().unwrap(),
-            "--format",
-            "sequential",
-            "--model-name",
-            "mlp",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-        ],
+        &args,
         &[
             ("AWS_ENDPOINT", endpoint.as_str()),
             ("AWS_ALLOW_HTTP", "true"),

@@ -11,16 +11,17 @@ mod v2_binary;
 mod v2_splice;
 
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use http_body_util::BodyExt;
 use tokio::sync::Semaphore;
 
 use crate::engine::Engine;
@@ -43,6 +44,7 @@ pub struct AppState {
     pub limiter: Arc<Semaphore>,
     pub api_key: Option<String>,
     pub max_body_bytes: usize,
+    pub body_timeout: Duration,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -176,6 +178,22 @@ async fn metrics(State(state): State<SharedState>) -> Result<Response, ApiError>
         .into_response())
 }
 
+/// Reads the whole body within `--body-timeout-ms` and `--max-body-bytes`.
+async fn read_body(state: &AppState, req: Request) -> Result<Request, ApiError> {
+    let (parts, body) = req.into_parts();
+    let limited = http_body_util::Limited::new(body, state.max_body_bytes);
+    let collected = tokio::time::timeout(state.body_timeout, limited.collect())
+        .await
+        .map_err(|_| ApiError::BodyTimeout(state.body_timeout.as_millis() as u64))?;
+    match collected {
+        Ok(c) => Ok(Request::from_parts(parts, Body::from(c.to_bytes()))),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(ApiError::PayloadTooLarge(state.max_body_bytes))
+        }
+        Err(e) => Err(ApiError::bad(format!("reading body: {e}"))),
+    }
+}
+
 async fn track_v2(State(s): State<SharedState>, req: Request, next: Next) -> Response {
     track(&s, "v2", req, next).await
 }
@@ -188,14 +206,18 @@ async fn track_openai(State(s): State<SharedState>, req: Request, next: Next) ->
     track(&s, "openai", req, next).await
 }
 
-/// Admission (429 over `--max-concurrency`) and request metrics for inference routes.
+/// Admission (429 over `--max-concurrency`), the body deadline (408) and request metrics for
+/// inference routes.
 async fn track(state: &AppState, protocol: &'static str, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let response = match state.limiter.clone().try_acquire_owned() {
         Ok(_permit) => {
             let gauge = state.metrics.in_flight();
             gauge.inc();
-            let r = next.run(req).await;
+            let r = match read_body(state, req).await {
+                Ok(req) => next.run(req).await,
+                Err(e) => e.into_response(),
+            };
             gauge.dec();
             r
         }
