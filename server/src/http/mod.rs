@@ -71,15 +71,10 @@ impl AppState {
     }
 }
 
-/// Turns the body extractor's result into our error type (413 over the limit).
-pub fn body(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge(state.max_body_bytes)
-        } else {
-            ApiError::bad(format!("reading body: {e}"))
-        }
-    })
+/// Turns the body extractor's result into our error type. The body was already read, within
+/// `--max-body-bytes` and `--body-timeout-ms`, by `track`.
+pub fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|e| ApiError::bad(format!("reading body: {e}")))
 }
 
 /// Parses a JSON body with a useful error message.
@@ -135,7 +130,9 @@ pub fn router(state: SharedState) -> Router {
         .merge(open)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        // `track` enforces --max-body-bytes while it reads the body; the extractor's own
+        // (2 MB) default would refuse what that allows.
+        .layer(DefaultBodyLimit::disable())
         .with_state(state)
 }
 

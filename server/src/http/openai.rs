@@ -84,7 +84,7 @@ pub async fn embeddings(
     State(s): State<SharedState>,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<EmbeddingResponse>, ApiError> {
-    let raw = body(&s, raw)?;
+    let raw = body(raw)?;
     let name = s.model_name.clone();
     let req: EmbeddingRequest = parse_json(&raw)?;
     let requested = req.model.as_deref().unwrap_or(&name);

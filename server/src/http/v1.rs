@@ -70,7 +70,7 @@ pub async fn predict(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let name = strip_verb(&segment)?;
-    let raw = body(&s, raw)?;
+    let raw = body(raw)?;
     run_predict(&s, name, None, &raw).await
 }
 
@@ -80,7 +80,7 @@ pub async fn predict_version(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let version = strip_verb(&segment)?;
-    let raw = body(&s, raw)?;
+    let raw = body(raw)?;
     run_predict(&s, &name, Some(version), &raw).await
 }
 

@@ -33,17 +33,6 @@ pub struct Parameters {
     pub binary_data_output: Option<Value>,
 }
 
-impl Parameters {
-    fn get(&self, key: &str) -> Option<&Value> {
-        match key {
-            "binary_data_size" => self.binary_data_size.as_ref(),
-            "binary_data" => self.binary_data.as_ref(),
-            "binary_data_output" => self.binary_data_output.as_ref(),
-            _ => None,
-        }
-    }
-}
-
 #[derive(Debug, Deserialize)]
 pub struct InferRequest<'a> {
     #[serde(default)]
@@ -179,7 +168,7 @@ pub async fn infer(
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let raw = body(&s, raw)?;
+    let raw = body(raw)?;
     run_infer(&s, &name, None, &headers, raw).await
 }
 
@@ -189,7 +178,7 @@ pub async fn infer_version(
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let raw = body(&s, raw)?;
+    let raw = body(raw)?;
     run_infer(&s, &name, Some(&version), &headers, raw).await
 }
 
@@ -249,8 +238,9 @@ struct OutputChoice {
     binary: bool,
 }
 
-fn flag(params: &Option<Parameters>, key: &str) -> Result<Option<bool>, ApiError> {
-    match params.as_ref().and_then(|p| p.get(key)) {
+/// A boolean parameter `key` (its value from `Parameters`), if given.
+fn flag(value: Option<&Value>, key: &str) -> Result<Option<bool>, ApiError> {
+    match value {
         None => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
         Some(other) => Err(ApiError::bad(format!(
@@ -260,7 +250,13 @@ fn flag(params: &Option<Parameters>, key: &str) -> Result<Option<bool>, ApiError
 }
 
 fn requested_outputs(req: &InferRequest, format: Format) -> Result<OutputChoice, ApiError> {
-    let default_binary = flag(&req.parameters, "binary_data_output")?.unwrap_or(false);
+    let default_binary = flag(
+        req.parameters
+            .as_ref()
+            .and_then(|p| p.binary_data_output.as_ref()),
+        "binary_data_output",
+    )?
+    .unwrap_or(false);
     let name = output_name(format);
     match &req.outputs {
         None => Ok(OutputChoice {
@@ -284,7 +280,10 @@ fn requested_outputs(req: &InferRequest, format: Format) -> Result<OutputChoice,
                     )));
                 }
                 choice.include = true;
-                if let Some(b) = flag(&o.parameters, "binary_data")? {
+                if let Some(b) = flag(
+                    o.parameters.as_ref().and_then(|p| p.binary_data.as_ref()),
+                    "binary_data",
+                )? {
                     choice.binary = b;
                 }
             }
@@ -325,7 +324,10 @@ fn decode_input(
         .iter()
         .try_fold(1usize, |acc, d| acc.checked_mul(*d))
         .ok_or_else(|| ApiError::bad(format!("input {name}: shape {shape:?} is too large")))?;
-    let binary_size = match parameters.as_ref().and_then(|p| p.get("binary_data_size")) {
+    let binary_size = match parameters
+        .as_ref()
+        .and_then(|p| p.binary_data_size.as_ref())
+    {
         None => None,
         Some(v) => Some(v.as_u64().ok_or_else(|| {
             ApiError::bad(format!(
