@@ -11,7 +11,7 @@
 
 use serde_json::value::RawValue;
 
-use super::tensor::{TensorData, Values};
+use super::tensor::{Shape, TensorData, Values};
 use crate::error::ApiError;
 
 /// Flattens `data`, by the fast path when it applies.
@@ -40,9 +40,7 @@ pub fn scan_array(b: &[u8], start: usize) -> Option<(TensorData, usize)> {
     let mut nums: Vec<f32> = Vec::with_capacity((b.len() - start) / 4);
     // Elements seen so far in each open array, outermost first.
     let mut open: Vec<usize> = Vec::new();
-    // Length of the arrays at each depth; all arrays at one depth must agree.
-    let mut dims: Vec<Option<usize>> = Vec::new();
-    let mut leaf_depth: Option<usize> = None;
+    let mut shape = Shape::default();
     let mut saw_float = false;
     let mut i = start;
     // Grammar: after `[` a value or `]`; after a value `,` or `]`; after `,` a value.
@@ -63,18 +61,8 @@ pub fn scan_array(b: &[u8], start: usize) -> Option<(TensorData, usize)> {
             }
             b']' if may_close => {
                 let count = open.pop()?;
-                let depth = open.len();
-                if dims.len() <= depth {
-                    dims.resize(depth + 1, None);
-                }
-                match dims[depth] {
-                    None => dims[depth] = Some(count),
-                    Some(c) if c != count => return None,
-                    Some(_) => {}
-                }
-                if count == 0 {
-                    // An empty array: its elements would sit one level deeper.
-                    check_leaf(&mut leaf_depth, depth + 1)?;
+                if !shape.array(open.len(), count) {
+                    return None;
                 }
                 i += 1;
                 match open.last_mut() {
@@ -90,7 +78,9 @@ pub fn scan_array(b: &[u8], start: usize) -> Option<(TensorData, usize)> {
                     saw_float = true;
                 }
                 nums.push(v as f32);
-                check_leaf(&mut leaf_depth, open.len())?;
+                if !shape.element(open.len()) {
+                    return None;
+                }
                 *open.last_mut()? += 1;
                 want_value = false;
                 may_close = true;
@@ -98,11 +88,9 @@ pub fn scan_array(b: &[u8], start: usize) -> Option<(TensorData, usize)> {
             _ => return None,
         }
     }
-    let leaf = leaf_depth?;
-    let shape = dims.iter().take(leaf).map(|d| d.unwrap_or(0)).collect();
     let t = TensorData {
         values: Values::Num(nums),
-        shape,
+        shape: shape.dims(),
         saw_float,
         saw_bool: false,
     };
@@ -206,15 +194,6 @@ fn digit(b: &[u8], at: usize) -> Option<u64> {
     (d < 10).then_some(u64::from(d))
 }
 
-fn check_leaf(leaf_depth: &mut Option<usize>, depth: usize) -> Option<()> {
-    match *leaf_depth {
-        None => *leaf_depth = Some(depth),
-        Some(d) if d != depth => return None,
-        Some(_) => {}
-    }
-    Some(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,6 +230,9 @@ mod tests {
             r#"[{"a": 1}]"#,
             "3",
             "[[1, 2], [3, 4], [5, 6, 7]]",
+            "[1, []]",
+            "[[], 1]",
+            "[[[]], [[]]]",
             // Not JSON: the fast path must refuse, whatever the visitor says.
             "[1,,2]",
             "[1 2]",

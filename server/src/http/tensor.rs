@@ -42,22 +42,71 @@ pub struct TensorData {
     pub saw_bool: bool,
 }
 
+/// The shape of nested arrays seen while flattening them, shared by the serde visitor below and
+/// the fast path in `json_numbers.rs` so both read the same shapes.
+#[derive(Default)]
+pub(super) struct Shape {
+    /// Length of the arrays at each depth; all arrays at one depth must agree.
+    dims: Vec<Option<usize>>,
+    /// Depth of the elements (scalars).
+    leaf_depth: Option<usize>,
+}
+
+impl Shape {
+    /// An element at `depth`; false if elements were seen at another depth (ragged).
+    pub(super) fn element(&mut self, depth: usize) -> bool {
+        match self.leaf_depth {
+            None => self.leaf_depth = Some(depth),
+            Some(d) if d != depth => return false,
+            Some(_) => {}
+        }
+        true
+    }
+
+    /// An array at `depth` ended after `count` elements; false if it disagrees with another
+    /// array at that depth (ragged).
+    pub(super) fn array(&mut self, depth: usize, count: usize) -> bool {
+        if self.dims.len() <= depth {
+            self.dims.resize(depth + 1, None);
+        }
+        match self.dims[depth] {
+            None => self.dims[depth] = Some(count),
+            Some(c) if c != count => return false,
+            Some(_) => {}
+        }
+        if count == 0 && self.leaf_depth.is_none() {
+            // An empty array: its elements would sit one level deeper.
+            self.leaf_depth = Some(depth + 1);
+        }
+        true
+    }
+
+    /// Lengths of the nested arrays, outermost first.
+    pub(super) fn dims(&self) -> Vec<usize> {
+        let leaf = self.leaf_depth.unwrap_or(0);
+        self.dims
+            .iter()
+            .take(leaf)
+            .map(|d| d.unwrap_or(0))
+            .collect()
+    }
+}
+
+const RAGGED: &str = "ragged nested array in tensor data";
+
 #[derive(Default)]
 struct Acc {
     nums: Vec<f32>,
     strs: Vec<Vec<u8>>,
     saw_float: bool,
     saw_bool: bool,
-    dims: Vec<Option<usize>>,
-    leaf_depth: Option<usize>,
+    shape: Shape,
 }
 
 impl Acc {
     fn leaf<E: de::Error>(&mut self, depth: usize) -> Result<(), E> {
-        match self.leaf_depth {
-            None => self.leaf_depth = Some(depth),
-            Some(d) if d != depth => return Err(E::custom("ragged nested array in tensor data")),
-            Some(_) => {}
+        if !self.shape.element(depth) {
+            return Err(E::custom(RAGGED));
         }
         if !self.strs.is_empty() && !self.nums.is_empty() {
             return Err(E::custom("tensor data mixes strings and numbers"));
@@ -100,19 +149,8 @@ impl<'de> Visitor<'de> for Seed<'_> {
         {
             count += 1;
         }
-        if self.acc.dims.len() <= depth {
-            self.acc.dims.resize(depth + 1, None);
-        }
-        match self.acc.dims[depth] {
-            None => self.acc.dims[depth] = Some(count),
-            Some(c) if c != count => {
-                return Err(de::Error::custom("ragged nested array in tensor data"));
-            }
-            Some(_) => {}
-        }
-        if count == 0 && self.acc.leaf_depth.is_none() {
-            // An empty array: its elements would sit one level deeper.
-            self.acc.leaf_depth = Some(depth + 1);
+        if !self.acc.shape.array(depth, count) {
+            return Err(de::Error::custom(RAGGED));
         }
         Ok(())
     }
@@ -160,11 +198,7 @@ impl<'de> serde::Deserialize<'de> for TensorData {
             depth: 0,
         }
         .deserialize(d)?;
-        let leaf = acc.leaf_depth.unwrap_or(0);
-        let mut shape = Vec::with_capacity(leaf);
-        for d in acc.dims.iter().take(leaf) {
-            shape.push(d.unwrap_or(0));
-        }
+        let shape = acc.shape.dims();
         let values = if acc.strs.is_empty() {
             Values::Num(acc.nums)
         } else {
