@@ -242,15 +242,7 @@ async fn over_capacity_is_429() {
     let (code, body) = s.post_json("/v2/models/mlp/infer", &req(1)).await;
     assert_error(code, &body, 429, "at capacity");
     assert_eq!(slow.await.unwrap(), 200);
-    let text = s
-        .client
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = s.metrics_text().await;
     assert!(
         text.contains(r#"sconce_requests_total{model="mlp",protocol="v2",code="429"} 1"#),
         "{text}"
@@ -299,65 +291,47 @@ async fn bearer_token_auth() {
     std::fs::write(&keyfile, "s3cret\n").unwrap();
     let k = keyfile.to_str().unwrap().to_string();
     let (s, _dir) = serve(&["--api-key-file", &k]).await;
-    let url = s.url("/v2/models/mlp/infer");
-    let r = s.client.post(&url).json(&req(1)).send().await.unwrap();
+    let infer = "/v2/models/mlp/infer";
+    let r = s
+        .client
+        .post(s.url(infer))
+        .json(&req(1))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     let body: serde_json::Value = r.json().await.unwrap();
     assert!(body["error"].as_str().unwrap().contains("bearer token"));
-    let r = s
-        .client
-        .post(&url)
-        .bearer_auth("wrong")
-        .json(&req(1))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
-    let r = s
-        .client
-        .post(&url)
-        .bearer_auth("s3cret")
-        .json(&req(1))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    // Status of a request with an optional bearer token.
+    let status = |method: reqwest::Method, path: &str, token: Option<&str>| {
+        let mut r = s.client.request(method.clone(), s.url(path));
+        if method == reqwest::Method::POST {
+            r = r.json(&req(1));
+        }
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        async move { r.send().await.unwrap().status().as_u16() }
+    };
     assert_eq!(
-        s.client
-            .get(s.url("/v2/models/mlp"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status(reqwest::Method::POST, infer, Some("wrong")).await,
+        401
+    );
+    assert_eq!(
+        status(reqwest::Method::POST, infer, Some("s3cret")).await,
+        200
+    );
+    assert_eq!(
+        status(reqwest::Method::GET, "/v2/models/mlp", None).await,
         401
     );
     // health and metrics stay open
-    assert_eq!(
-        s.client
-            .get(s.url("/v2/health/live"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        s.client
-            .get(s.url("/v2/health/ready"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        s.client
-            .get(s.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    for open in ["/v2/health/live", "/v2/health/ready", "/metrics"] {
+        assert_eq!(
+            status(reqwest::Method::GET, open, None).await,
+            200,
+            "{open}"
+        );
+    }
     s.stop().await.unwrap();
 }

@@ -173,15 +173,7 @@ async fn metadata_health_and_metrics() {
         json!({"inputs": [{"name": "input", "shape": [1, 20], "datatype": "FP32", "data": x}]});
     assert_eq!(s.post_json("/v2/models/mlp/infer", &req).await.0, 200);
     assert_eq!(s.post_json("/v2/models/mlp/infer", &json!({})).await.0, 400);
-    let text = s
-        .client
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = s.metrics_text().await;
     for needle in [
         r#"sconce_requests_total{model="mlp",protocol="v2",code="200"} 1"#,
         r#"sconce_requests_total{model="mlp",protocol="v2",code="400"} 1"#,
@@ -223,15 +215,7 @@ async fn concurrent_requests_are_batched_and_correct() {
     for t in tasks {
         t.await.unwrap();
     }
-    let text = s
-        .client
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = s.metrics_text().await;
     let batches: f64 = text
         .lines()
         .find(|l| l.starts_with("sconce_batch_size_count"))

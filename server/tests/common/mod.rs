@@ -269,6 +269,12 @@ impl TestServer {
         (status, v)
     }
 
+    /// The `/metrics` text.
+    pub async fn metrics_text(&self) -> String {
+        let r = self.client.get(self.url("/metrics")).send().await.unwrap();
+        r.text().await.unwrap()
+    }
+
     pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
         let r = self.client.get(self.url(path)).send().await.unwrap();
         let status = r.status().as_u16();
