@@ -220,37 +220,14 @@ async fn model_uri_file_and_http() {
     for uri in &uris {
         let cache = tempfile::tempdir().unwrap();
         let c = cache.path().to_str().unwrap();
-        let s = TestServer::start_ready(&[
-            "--model-uri",
-            uri,
-            "--model-sha256",
-            &sha,
-            "--cache-dir",
-            c,
-            "--format",
-            "sequential",
-            "--model-name",
-            "mlp",
-        ])
-        .await;
+        let flags = uri_flags(uri, Some(&sha), c);
+        let s = TestServer::start_ready(&flags).await;
         let (code, v) = s.post_json("/v2/models/mlp/infer", &infer_body(&x)).await;
         assert_eq!(code, 200, "{v}");
         assert_close(&floats(&v["outputs"][0]["data"]), &want, 1e-5);
         s.stop().await.unwrap();
         // Second start uses the cache.
-        let s = TestServer::start_ready(&[
-            "--model-uri",
-            uri,
-            "--model-sha256",
-            &sha,
-            "--cache-dir",
-            c,
-            "--format",
-            "sequential",
-            "--model-name",
-            "mlp",
-        ])
-        .await;
+        let s = TestServer::start_ready(&flags).await;
         s.stop().await.unwrap();
     }
 
@@ -258,39 +235,29 @@ async fn model_uri_file_and_http() {
     let cache = tempfile::tempdir().unwrap();
     let c = cache.path().to_str().unwrap();
     let bad = format!("http://{files_addr}/models/mlp");
-    let s = TestServer::start(&[
-        "--model-uri",
-        &bad,
-        "--model-sha256",
-        &"a".repeat(64),
-        "--cache-dir",
-        c,
-        "--format",
-        "sequential",
-        "--model-name",
-        "mlp",
-    ])
-    .await;
+    let wrong_sha = "a".repeat(64);
+    let s = TestServer::start(&uri_flags(&bad, Some(&wrong_sha), c)).await;
     let err = tokio::time::timeout(Duration::from_secs(30), s.stop_when_done())
         .await
         .unwrap();
     assert!(format!("{err:#}").contains("sha256 mismatch"), "{err:#}");
     let missing = format!("http://{files_addr}/models/none");
-    let s = TestServer::start(&[
-        "--model-uri",
-        &missing,
-        "--cache-dir",
-        c,
-        "--format",
-        "sequential",
-        "--model-name",
-        "mlp",
-    ])
-    .await;
+    let s = TestServer::start(&uri_flags(&missing, None, c)).await;
     let err = tokio::time::timeout(Duration::from_secs(30), s.stop_when_done())
         .await
         .unwrap();
     assert!(format!("{err:#}").contains("not found"), "{err:#}");
+}
+
+/// Flags for an in-process server (which adds host and port) of the `sequential` model `mlp`
+/// fetched from `uri` into `cache`, checked against `sha` if given.
+fn uri_flags<'a>(uri: &'a str, sha: Option<&'a str>, cache: &'a str) -> Vec<&'a str> {
+    let mut flags = vec!["--model-uri", uri, "--cache-dir", cache];
+    if let Some(sha) = sha {
+        flags.extend(["--model-sha256", sha]);
+    }
+    flags.extend(["--format", "sequential", "--model-name", "mlp"]);
+    flags
 }
 
 /// A tiny static file server on loopback (also good enough as an S3 stub: path-style
