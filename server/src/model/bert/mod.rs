@@ -1,16 +1,21 @@
 //! The `bert` format: a sentence-transformers directory with mean pooling.
 
+mod encoder;
+mod kernels;
+
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
 use serde::Deserialize;
 use tokenizers::{Tokenizer, TruncationParams};
 
-/// Sentences per forward pass after sorting by length.
-const GROUP: usize = 8;
+use encoder::{Config, Encoder, Packed};
+
+/// Tokens per forward pass at most: bounds the activations' memory (the intermediate layer holds
+/// `tokens × intermediate_size` floats, 25 MB for MiniLM) whatever the batch size.
+const MAX_TOKENS_PER_PASS: usize = 4096;
 
 #[derive(Deserialize)]
 struct PoolingConfig {
@@ -35,12 +40,9 @@ struct SentenceBertConfig {
 
 /// A loaded sentence embedding model.
 pub struct Bert {
-    model: BertModel,
+    encoder: Encoder,
     tokenizer: Tokenizer,
     normalize: bool,
-    hidden: usize,
-    pad_id: u32,
-    device: Device,
 }
 
 /// Embeddings of a batch of texts.
@@ -88,10 +90,7 @@ impl Bert {
         let tok_path = dir.join("tokenizer.json");
         let mut tokenizer = Tokenizer::from_file(&tok_path)
             .map_err(|e| anyhow::anyhow!("loading {}: {e}", tok_path.display()))?;
-        let pad_id = tokenizer
-            .get_padding()
-            .map_or(config.pad_token_id as u32, |p| p.pad_id);
-        // We pad ourselves, per group of similar length.
+        // Sentences are packed, never padded.
         tokenizer.with_padding(None);
         tokenizer
             .with_truncation(Some(TruncationParams {
@@ -104,22 +103,20 @@ impl Bert {
         // SAFETY: read-only mapping of a file we do not expect to change while serving.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, device) }
             .with_context(|| format!("mapping {}", weights.display()))?;
-        let model = BertModel::load(vb, &config).context("loading BERT weights")?;
+        let encoder = Encoder::load(vb, &config).context("loading BERT weights")?;
         Ok(Bert {
-            model,
+            encoder,
             tokenizer,
             normalize,
-            hidden: config.hidden_size,
-            pad_id,
-            device: device.clone(),
         })
     }
 
     pub fn hidden_size(&self) -> usize {
-        self.hidden
+        self.encoder.hidden_size()
     }
 
     pub fn embed(&self, texts: &[&str]) -> anyhow::Result<Embeddings> {
+        let hidden = self.hidden_size();
         if texts.is_empty() {
             return Ok(Embeddings {
                 data: Vec::new(),
@@ -131,55 +128,51 @@ impl Bert {
             .encode_batch(texts.to_vec(), true)
             .map_err(|e| anyhow::anyhow!("tokenizing: {e}"))?;
         let tokens: Vec<usize> = encodings.iter().map(|e| e.get_ids().len()).collect();
-        // Sort by length and run groups of similar length, each padded only to its own longest:
-        // padding is wasted compute (~30% on a batch of mixed sentences).
-        let mut order: Vec<usize> = (0..encodings.len()).collect();
-        order.sort_by_key(|&i| tokens[i]);
-        let mut data = vec![0f32; encodings.len() * self.hidden];
-        for group in order.chunks(GROUP) {
-            let batch: Vec<&tokenizers::Encoding> = group.iter().map(|&i| &encodings[i]).collect();
-            let pooled = self.forward_group(&batch)?;
-            for (row, &i) in pooled.chunks(self.hidden).zip(group) {
-                data[i * self.hidden..(i + 1) * self.hidden].copy_from_slice(row);
+        let mut data = Vec::with_capacity(texts.len() * hidden);
+        let mut first = 0;
+        while first < encodings.len() {
+            // At least one sentence per pass, however long.
+            let mut end = first + 1;
+            let mut total = tokens[first];
+            while end < encodings.len() && total + tokens[end] <= MAX_TOKENS_PER_PASS {
+                total += tokens[end];
+                end += 1;
             }
+            data.extend(self.embed_packed(&encodings[first..end])?);
+            first = end;
         }
         Ok(Embeddings { data, tokens })
     }
 
-    /// Pooled (and normalised) embeddings of a few encodings, padded to the longest of them.
-    fn forward_group(&self, encodings: &[&tokenizers::Encoding]) -> anyhow::Result<Vec<f32>> {
-        let n = encodings.len();
-        let len = encodings
-            .iter()
-            .map(|e| e.get_ids().len())
-            .max()
-            .unwrap_or(0);
-        let mut ids = vec![self.pad_id; n * len];
-        let mut types = vec![0u32; n * len];
-        let mut mask = vec![0u32; n * len];
-        for (row, e) in encodings.iter().enumerate() {
-            let k = e.get_ids().len();
-            ids[row * len..row * len + k].copy_from_slice(e.get_ids());
-            types[row * len..row * len + k].copy_from_slice(e.get_type_ids());
-            mask[row * len..row * len + k].copy_from_slice(e.get_attention_mask());
+    /// Pooled (and normalised) embeddings of `encodings`, run as one packed pass.
+    fn embed_packed(&self, encodings: &[tokenizers::Encoding]) -> anyhow::Result<Vec<f32>> {
+        let hidden = self.hidden_size();
+        let mut batch = Packed {
+            ids: Vec::new(),
+            type_ids: Vec::new(),
+            starts: vec![0],
+        };
+        for e in encodings {
+            batch.ids.extend_from_slice(e.get_ids());
+            batch.type_ids.extend_from_slice(e.get_type_ids());
+            batch.starts.push(batch.ids.len());
         }
-        let ids = Tensor::from_vec(ids, (n, len), &self.device)?;
-        let types = Tensor::from_vec(types, (n, len), &self.device)?;
-        let mask = Tensor::from_vec(mask, (n, len), &self.device)?;
-        let hidden = self.model.forward(&ids, &types, Some(&mask))?;
-        // Mean over non-padding tokens.
-        let maskf = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
-        let summed = hidden.broadcast_mul(&maskf)?.sum(1)?;
-        let counts = maskf.sum(1)?.clamp(1e-9f32, f32::MAX)?;
-        let mut pooled = summed.broadcast_div(&counts)?;
-        if self.normalize {
-            let norm = pooled
-                .sqr()?
-                .sum_keepdim(1)?
-                .sqrt()?
-                .clamp(1e-12f32, f32::MAX)?;
-            pooled = pooled.broadcast_div(&norm)?;
+        let states = self.encoder.forward(&batch)?;
+        let mut pooled = vec![0f32; encodings.len() * hidden];
+        for (out, s) in pooled.chunks_exact_mut(hidden).zip(batch.starts.windows(2)) {
+            // Mean over the sentence's tokens (a sentence has at least [CLS] and [SEP]).
+            for row in states[s[0] * hidden..s[1] * hidden].chunks_exact(hidden) {
+                for (o, v) in out.iter_mut().zip(row) {
+                    *o += v;
+                }
+            }
+            let inv = 1.0 / (s[1] - s[0]).max(1) as f32;
+            out.iter_mut().for_each(|o| *o *= inv);
+            if self.normalize {
+                let norm = out.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+                out.iter_mut().for_each(|o| *o /= norm);
+            }
         }
-        Ok(pooled.flatten_all()?.to_vec1::<f32>()?)
+        Ok(pooled)
     }
 }
