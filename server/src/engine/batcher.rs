@@ -1,58 +1,29 @@
 //! The loop on the model thread.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::mpsc::Receiver;
+use std::sync::Arc;
 use std::time::Instant;
 
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 
+use super::queue::JobQueue;
 use super::{BatchConfig, Input, Job, Output};
 use crate::model::Model;
 
 pub(super) struct Batcher {
     pub model: Model,
     pub cfg: BatchConfig,
-    pub rx: Receiver<Job>,
-    pub depth: Gauge,
+    pub queue: Arc<JobQueue>,
     pub batch_size: Histogram,
     pub batch_duration: Histogram,
 }
 
 impl Batcher {
     pub fn run(self) {
-        let mut carry: Option<Job> = None;
-        loop {
-            let first = match carry.take() {
-                Some(job) => job,
-                None => match self.rx.recv() {
-                    Ok(job) => {
-                        self.depth.dec();
-                        job
-                    }
-                    Err(_) => break,
-                },
-            };
-            let mut rows = first.input.rows();
-            let mut batch = vec![first];
-            let deadline = Instant::now() + self.cfg.max_batch_delay;
-            while rows < self.cfg.max_batch_size {
-                let next = if self.cfg.max_batch_delay.is_zero() {
-                    self.rx.try_recv().ok()
-                } else {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    self.rx.recv_timeout(left).ok()
-                };
-                let Some(job) = next else { break };
-                self.depth.dec();
-                let n = job.input.rows();
-                if rows + n > self.cfg.max_batch_size {
-                    carry = Some(job);
-                    break;
-                }
-                rows += n;
-                batch.push(job);
-            }
+        while let Some((batch, rows)) = self
+            .queue
+            .next_batch(self.cfg.max_batch_size, self.cfg.max_batch_delay)
+        {
             self.batch_size.observe(rows as f64);
             let started = Instant::now();
             self.run_batch(batch, rows);

@@ -2,12 +2,14 @@
 //! Candle never runs on tokio workers.
 
 mod batcher;
+mod queue;
 
-use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::oneshot;
+
+use queue::{JobQueue, PushError, Pushed, WakeOnDrop};
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
@@ -57,22 +59,24 @@ pub struct BatchConfig {
     pub queue_capacity: usize,
 }
 
-/// Handle to the model thread. Dropping it (all clones of the sender) stops the thread once
-/// the queue is drained.
+/// Handle to the model thread. Dropping it stops the thread once the queue is drained.
 pub struct Engine {
-    tx: SyncSender<Job>,
-    depth: Gauge,
+    queue: Arc<JobQueue>,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.queue.close();
+    }
 }
 
 impl Engine {
     pub fn start(model: Model, cfg: BatchConfig, metrics: &Metrics) -> std::io::Result<Self> {
-        let (tx, rx) = sync_channel(cfg.queue_capacity.max(1));
-        let depth = metrics.queue_depth();
+        let queue = Arc::new(JobQueue::new(cfg.queue_capacity, metrics.queue_depth()));
         let worker = batcher::Batcher {
             model,
             cfg,
-            rx,
-            depth: depth.clone(),
+            queue: queue.clone(),
             batch_size: metrics.batch_size(),
             batch_duration: metrics.batch_duration(),
         };
@@ -96,21 +100,24 @@ impl Engine {
                     }
                 }
             })?;
-        Ok(Engine { tx, depth })
+        Ok(Engine { queue })
     }
 
     /// Queues `input` and waits for the model's answer without blocking the runtime.
     pub async fn infer(&self, input: Input) -> Result<Output, ApiError> {
         let (reply, answer) = oneshot::channel();
-        self.depth.inc();
-        match self.tx.try_send(Job { input, reply }) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                self.depth.dec();
-                return Err(ApiError::Overloaded("model queue is full"));
+        match self.queue.push(Job { input, reply }) {
+            Ok(Pushed::Queued) => {}
+            Ok(Pushed::MustWake) => {
+                // The model thread sleeps. Yield first: the requests this HTTP thread already
+                // has in hand queue up meanwhile, and the model wakes once and takes them all as
+                // one batch (one wake-up per request made batches of ~2 rows under load).
+                let wake = WakeOnDrop(&self.queue);
+                tokio::task::yield_now().await;
+                drop(wake);
             }
-            Err(TrySendError::Disconnected(_)) => {
-                self.depth.dec();
+            Err(PushError::Full) => return Err(ApiError::Overloaded("model queue is full")),
+            Err(PushError::Closed) => {
                 return Err(ApiError::Inference("model thread has stopped".into()));
             }
         }
