@@ -7,11 +7,23 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-/// The workspace root (this crate lives in `<root>/devtools`).
+/// The workspace root: the nearest directory above the current one (cargo runs tests in their
+/// package's directory) holding `Cargo.lock`. Looked up at run time because a test binary can
+/// outlive the checkout it was compiled in (a shared CARGO_TARGET_DIR reuses it from another
+/// clone); the compile-time location is only the fallback.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    std::env::current_dir()
+        .ok()
+        .and_then(|dir| {
+            dir.ancestors()
+                .find(|d| d.join("Cargo.lock").is_file())
+                .map(Path::to_path_buf)
+        })
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+        })
 }
 
 fn target_dir() -> PathBuf {

@@ -1,5 +1,5 @@
-//! The benchmark's floor: the same HTTP stack as sconce-server (axum on a current-thread tokio
-//! runtime, mimalloc) answering every POST with a precomputed body, without parsing the request
+//! The benchmark's floor: the same HTTP stack as sconce-server (its accept loop, hyper, axum on a
+//! current-thread tokio runtime, mimalloc) answering every POST with a precomputed body, without parsing the request
 //! or running a model. Its CPU per request is what HTTP alone costs on the machine, so
 //! `peer / floor` bounds every `peer / sconce-server` ratio the benchmark can show.
 //!
@@ -90,7 +90,8 @@ fn main() -> anyhow::Result<()> {
     let addr: SocketAddr = format!("{}:{}", args.host, args.port).parse()?;
     sconce_server::runtime(1)?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr).await?;
-        axum::serve(listener, app).await?;
+        let header_timeout = std::time::Duration::from_secs(30);
+        sconce_server::serve::serve(listener, app, header_timeout, std::future::pending()).await;
         Ok(())
     })
 }

@@ -97,6 +97,11 @@ pub struct Args {
     #[arg(long, env = "SCONCE_BODY_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub body_timeout_ms: u64,
 
+    /// How long a client may take to send a request's headers (also how long an idle
+    /// keep-alive connection stays open); slower connections are closed.
+    #[arg(long, env = "SCONCE_HEADER_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_ms: u64,
+
     /// File holding a bearer token; when set, every route but health and metrics needs it.
     #[arg(long, env = "SCONCE_API_KEY_FILE")]
     pub api_key_file: Option<PathBuf>,

@@ -8,6 +8,7 @@ pub mod fetch;
 pub mod http;
 pub mod metrics;
 pub mod model;
+pub mod serve;
 pub mod shutdown;
 
 use std::future::Future;
@@ -88,6 +89,7 @@ impl Server {
             state,
             args,
         } = self;
+        let header_timeout = Duration::from_millis(args.header_timeout_ms);
         let failure: Arc<Mutex<Option<anyhow::Error>>> = Arc::default();
         let (fail_tx, fail_rx) = tokio::sync::oneshot::channel::<()>();
         let loader = {
@@ -109,10 +111,7 @@ impl Server {
                 Ok(()) = fail_rx => {}
             }
         };
-        axum::serve(listener, http::router(state))
-            .with_graceful_shutdown(stop)
-            .await
-            .context("serving")?;
+        serve::serve(listener, http::router(state), header_timeout, stop).await;
         loader.abort();
         if let Some(e) = failure.lock().ok().and_then(|mut s| s.take()) {
             return Err(e);

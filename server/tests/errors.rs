@@ -215,6 +215,37 @@ async fn stalled_body_is_408_and_frees_its_slot() {
     assert_eq!(code, 200);
 }
 
+/// A client that never finishes its headers is disconnected after `--header-timeout-ms`, and
+/// does not hold up anyone else meanwhile.
+#[tokio::test]
+async fn stalled_headers_are_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (s, _dir) = serve(&["--header-timeout-ms", "300"]).await;
+    let started = std::time::Instant::now();
+    let mut stalled = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    stalled
+        .write_all(b"POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nContent-Ty")
+        .await
+        .unwrap();
+    assert_eq!(s.post_json("/v2/models/mlp/infer", &req(1)).await.0, 200);
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stalled.read_to_end(&mut rest),
+    )
+    .await
+    .expect("a connection with unfinished headers stayed open");
+    let waited = started.elapsed();
+    // Closed (EOF or reset), with no request answered, and not before the deadline.
+    assert!(closed.is_err() || !String::from_utf8_lossy(&rest).contains("200 OK"));
+    assert!(
+        waited >= std::time::Duration::from_millis(250),
+        "closed after {waited:?}"
+    );
+    assert_eq!(s.post_json("/v2/models/mlp/infer", &req(1)).await.0, 200);
+    s.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn over_capacity_is_429() {
     // One slot, and a batch delay that keeps the first request in the queue a while.

@@ -14,7 +14,9 @@ fn minilm_dir() -> PathBuf {
     if let Ok(d) = std::env::var("SCONCE_MINILM_DIR") {
         return PathBuf::from(d);
     }
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../hack/fetch-minilm.sh");
+    let script = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("../hack/fetch-minilm.sh");
     let out = std::process::Command::new("bash")
         .arg(&script)
         .output()

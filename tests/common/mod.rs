@@ -15,7 +15,7 @@ use sconce::metrics::Metrics;
 use sconce::reconcile;
 
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    sconce_devtools::testing::workspace_root()
 }
 
 /// `SCONCE_TEST_KUBECONFIG` if set (kind, k3d, a real cluster, or the one `hack/test.sh` started);

@@ -36,7 +36,7 @@ fn keras_pythonpath() -> String {
 /// Runs the fixture generator once into a temp dir and returns it.
 fn keras_fixtures() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("dir");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make_keras_models.py");
+    let script = common::package_dir().join("tests/fixtures/make_keras_models.py");
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
     let output = Command::new(python)
         .arg(script)
@@ -150,8 +150,7 @@ fn keras2_legacy_h5_predicts_like_keras_when_tf_keras_is_available() {
         return;
     };
     let dir = tempfile::tempdir().expect("dir");
-    let script =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make_tf_keras_model.py");
+    let script = common::package_dir().join("tests/fixtures/make_tf_keras_model.py");
     let output = Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned()))
         .arg(script)
         .arg(dir.path())

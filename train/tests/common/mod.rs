@@ -1,14 +1,19 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
+/// The workspace root. From cargo's run-time CARGO_MANIFEST_DIR: a test binary reused from
+/// another checkout (shared CARGO_TARGET_DIR) would carry that checkout's compile-time path.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_owned()
+    package_dir().parent().expect("workspace root").to_owned()
+}
+
+/// This package's directory (see `repo_root`).
+pub fn package_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
 }
 
 /// The digits CSV: `$SCONCE_DIGITS_CSV`, else whatever `hack/fetch-digits.sh` prints (it exports the data
