@@ -1,6 +1,7 @@
 //! Loading the model formats of docs/model-format.md.
 
 pub mod bert;
+mod kernels;
 pub mod sequential;
 
 use std::path::Path;

@@ -4,9 +4,11 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
 use serde::Deserialize;
+
+use super::kernels;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -92,9 +94,20 @@ impl SequentialConfig {
 /// A loaded sequential model.
 pub struct Sequential {
     pub config: SequentialConfig,
-    standardize: Option<(Tensor, Tensor)>,
-    layers: Vec<(Linear, Activation)>,
-    device: Device,
+    /// Per-feature mean and 1/std.
+    standardize: Option<(Vec<f32>, Vec<f32>)>,
+    layers: Vec<Dense>,
+}
+
+/// One layer, its weight stored transposed (`[in × units]`) for the matrix product.
+struct Dense {
+    weight_t: Vec<f32>,
+    bias: Vec<f32>,
+    activation: Activation,
+}
+
+fn flat(t: Tensor) -> candle_core::Result<Vec<f32>> {
+    t.flatten_all()?.to_vec1::<f32>()
 }
 
 impl Sequential {
@@ -108,11 +121,13 @@ impl Sequential {
         let standardize = if config.standardize {
             let mean = vb
                 .get(config.input_size, "standardize.mean")
+                .and_then(flat)
                 .context("standardize.mean")?;
             let std = vb
                 .get(config.input_size, "standardize.std")
+                .and_then(flat)
                 .context("standardize.std")?;
-            Some((mean.unsqueeze(0)?, std.unsqueeze(0)?))
+            Some((mean, std.iter().map(|s| 1.0 / s).collect()))
         } else {
             None
         };
@@ -120,20 +135,25 @@ impl Sequential {
         let mut input = config.input_size;
         for layer in &config.layers {
             let lvb = vb.pp(&layer.name);
-            let w = lvb
+            let weight_t = lvb
                 .get((layer.units, input), "weight")
+                .and_then(|w| flat(w.t()?))
                 .with_context(|| format!("{}.weight", layer.name))?;
-            let b = lvb
+            let bias = lvb
                 .get(layer.units, "bias")
+                .and_then(flat)
                 .with_context(|| format!("{}.bias", layer.name))?;
-            layers.push((Linear::new(w, Some(b)), layer.activation));
+            layers.push(Dense {
+                weight_t,
+                bias,
+                activation: layer.activation,
+            });
             input = layer.units;
         }
         Ok(Sequential {
             config,
             standardize,
             layers,
-            device: device.clone(),
         })
     }
 
@@ -147,22 +167,39 @@ impl Sequential {
 
     /// Runs `rows` examples (row-major, `rows * input_size` values) and returns
     /// `rows * output_size` values.
-    pub fn forward(&self, data: Vec<f32>, rows: usize) -> candle_core::Result<Vec<f32>> {
-        let mut h = Tensor::from_vec(data, (rows, self.input_size()), &self.device)?;
-        if let Some((mean, std)) = &self.standardize {
-            h = h.broadcast_sub(mean)?.broadcast_div(std)?;
+    /// Outputs of `rows` examples (`data` is `rows × input_size`, row-major).
+    pub fn forward(&self, mut data: Vec<f32>, rows: usize) -> anyhow::Result<Vec<f32>> {
+        anyhow::ensure!(
+            data.len() == rows * self.input_size(),
+            "{} values for {rows} rows of {}",
+            data.len(),
+            self.input_size()
+        );
+        if let Some((mean, inv_std)) = &self.standardize {
+            for row in data.chunks_exact_mut(mean.len()) {
+                for ((v, m), s) in row.iter_mut().zip(mean).zip(inv_std) {
+                    *v = (*v - m) * s;
+                }
+            }
         }
-        for (linear, act) in &self.layers {
-            h = linear.forward(&h)?;
-            h = match act {
-                Activation::Relu => h.relu()?,
-                Activation::Tanh => h.tanh()?,
-                Activation::Sigmoid => candle_nn::ops::sigmoid(&h)?,
-                Activation::Softmax => candle_nn::ops::softmax_last_dim(&h)?,
-                Activation::Linear => h,
-            };
+        let mut h = data;
+        for layer in &self.layers {
+            let units = layer.bias.len();
+            let mut out = Vec::with_capacity(rows * units);
+            for _ in 0..rows {
+                out.extend_from_slice(&layer.bias);
+            }
+            kernels::matmul_kn(&mut out, &h, &layer.weight_t, units);
+            match layer.activation {
+                Activation::Relu => kernels::relu(&mut out),
+                Activation::Tanh => kernels::tanh(&mut out),
+                Activation::Sigmoid => kernels::sigmoid(&mut out),
+                Activation::Softmax => kernels::softmax_rows(&mut out, units),
+                Activation::Linear => {}
+            }
+            h = out;
         }
-        h.flatten_all()?.to_vec1::<f32>()
+        Ok(h)
     }
 }
 

@@ -9,7 +9,7 @@ use candle_nn::VarBuilder;
 use rayon::prelude::*;
 use serde::Deserialize;
 
-use super::kernels::{
+use crate::model::kernels::{
     attention_head, broadcast_rows, gelu_erf, gelu_tanh, layer_norm_rows, matmul_nt, relu,
 };
 

@@ -1,7 +1,6 @@
 //! The `bert` format: a sentence-transformers directory with mean pooling.
 
 mod encoder;
-mod kernels;
 
 use std::path::Path;
 
