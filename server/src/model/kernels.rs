@@ -9,26 +9,45 @@
 
 use multiversion::multiversion;
 
-/// `dst[m×n] (+)= a[m×k] · wᵀ` with `w` stored `[n×k]` row-major (a PyTorch `Linear` weight).
-/// With `accumulate`, the product is added to what `dst` holds (bias, residual).
-pub fn matmul_nt(dst: &mut [f32], a: &[f32], w: &[f32], k: usize, accumulate: bool) {
-    let n = w.len() / k.max(1);
+/// How a weight matrix is stored.
+#[derive(Clone, Copy)]
+enum Layout {
+    /// `[n×k]`: one row per output (a PyTorch `Linear` weight).
+    OutputRows,
+    /// `[k×n]`: one row per input (the same weight transposed).
+    InputRows,
+}
+
+/// `(m, k)` of `dst[m×n] = a[m×k] · W[k×n]`; slices that do not fit are a bug in the caller.
+fn dims(dst: &[f32], a: &[f32], w: &[f32], n: usize) -> (usize, usize) {
+    let k = w.len() / n.max(1);
     let m = a.len() / k.max(1);
     assert!(
-        k > 0 && a.len() == m * k && w.len() == n * k && dst.len() == m * n,
-        "matmul_nt: shapes do not fit (a {}, w {}, dst {}, k {k})",
+        n > 0 && k > 0 && a.len() == m * k && w.len() == k * n && dst.len() == m * n,
+        "matrix product: shapes do not fit (a {}, w {}, dst {}, n {n})",
         a.len(),
         w.len(),
         dst.len()
     );
-    if m == 0 || n == 0 {
+    (m, k)
+}
+
+/// `dst[m×n] (+)= a[m×k] · W` through gemm, `W` (`k×n`) stored as `layout` says.
+fn gemm_product(dst: &mut [f32], a: &[f32], w: &[f32], n: usize, layout: Layout, accumulate: bool) {
+    let (m, k) = dims(dst, a, w, n);
+    if m == 0 {
         return;
     }
+    // Strides of W's element (row kk, column nn): w[nn*k + kk] or w[kk*n + nn].
+    let (w_cs, w_rs) = match layout {
+        Layout::OutputRows => (k as isize, 1),
+        Layout::InputRows => (1, n as isize),
+    };
     // `gemm` splits the work on the current rayon pool (the model thread's own) when it pays.
     let threads = rayon_core::current_num_threads();
-    // SAFETY: the assert above proves every index gemm derives from (m, n, k) and these strides
-    // stays inside the three slices: dst is m×n with row stride n, a is m×k with row stride k,
-    // and rhs element (row kk, col nn) is w[nn*k + kk]. dst does not alias a or w (&mut).
+    // SAFETY: `dims` proves every index gemm derives from (m, n, k) and these strides stays
+    // inside the three slices: dst is m×n with row stride n, a is m×k with row stride k, W as
+    // above. dst does not alias a or w (&mut).
     unsafe {
         gemm::gemm(
             m,
@@ -42,8 +61,8 @@ pub fn matmul_nt(dst: &mut [f32], a: &[f32], w: &[f32], k: usize, accumulate: bo
             1,
             k as isize,
             w.as_ptr(),
-            k as isize,
-            1,
+            w_cs,
+            w_rs,
             1.0,
             1.0,
             false,
@@ -54,50 +73,29 @@ pub fn matmul_nt(dst: &mut [f32], a: &[f32], w: &[f32], k: usize, accumulate: bo
     }
 }
 
+/// `dst[m×n] (+)= a[m×k] · wᵀ` with `w` stored `[n×k]` row-major (a PyTorch `Linear` weight).
+/// With `accumulate`, the product is added to what `dst` holds (bias, residual).
+pub fn matmul_nt(dst: &mut [f32], a: &[f32], w: &[f32], k: usize, accumulate: bool) {
+    let n = w.len() / k.max(1);
+    gemm_product(dst, a, w, n, Layout::OutputRows, accumulate);
+}
+
 /// `dst[m×n] += a[m×k] · wt` with `wt` stored `[k×n]` row-major (a transposed `Linear` weight).
 /// A few rows go through a plain loop (gemm's set-up costs more than the product there).
 pub fn matmul_kn(dst: &mut [f32], a: &[f32], wt: &[f32], n: usize) {
     let k = wt.len() / n.max(1);
-    let m = a.len() / k.max(1);
-    assert!(
-        n > 0 && k > 0 && a.len() == m * k && wt.len() == k * n && dst.len() == m * n,
-        "matmul_kn: shapes do not fit (a {}, wt {}, dst {}, n {n})",
-        a.len(),
-        wt.len(),
-        dst.len()
-    );
-    if m <= FEW_ROWS {
+    if a.len() <= FEW_ROWS * k
+        && k > 0
+        && n > 0
+        && wt.len() == k * n
+        && dst.len() * k == a.len() * n
+    {
         for (out, x) in dst.chunks_exact_mut(n).zip(a.chunks_exact(k)) {
             row_times_matrix(out, x, wt);
         }
         return;
     }
-    let threads = rayon_core::current_num_threads();
-    // SAFETY: as in `matmul_nt`; rhs element (row kk, col nn) is wt[kk*n + nn], inside `wt` by
-    // the assert.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            true,
-            a.as_ptr(),
-            1,
-            k as isize,
-            wt.as_ptr(),
-            1,
-            n as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::Rayon(threads),
-        );
-    }
+    gemm_product(dst, a, wt, n, Layout::InputRows, true);
 }
 
 /// Rows up to which `matmul_kn` loops instead of calling gemm. Measured on the 1000-64-64-10 MLP
