@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, ensure};
 use safetensors::{Dtype, tensor::TensorView};
-use serde::{Deserialize, Serialize};
+use sconce_format::sequential::{Activation, FORMAT_NAME, LayerConfig, SequentialConfig};
 
 /// What `make-model` writes: a dense network `input_size -> hidden... -> outputs`.
 #[derive(Clone, Debug, PartialEq)]
@@ -30,27 +30,6 @@ impl Default for ModelSpec {
             seed: 42,
         }
     }
-}
-
-/// `config.json` of a `sequential` model (only the keys this crate reads or writes).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SequentialConfig {
-    pub format: String,
-    pub input_size: usize,
-    pub layers: Vec<LayerConfig>,
-    #[serde(default)]
-    pub standardize: bool,
-    #[serde(default)]
-    pub labels: Option<Vec<String>>,
-    #[serde(default)]
-    pub version: Option<String>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct LayerConfig {
-    pub name: String,
-    pub units: usize,
-    pub activation: String,
 }
 
 /// The splitmix64 generator: tiny, well distributed, and trivially reproducible elsewhere.
@@ -87,16 +66,16 @@ impl ModelSpec {
             .map(|(i, &units)| LayerConfig {
                 name: format!("dense_{i}"),
                 units,
-                activation: "relu".into(),
+                activation: Activation::Relu,
             })
             .collect();
         layers.push(LayerConfig {
             name: format!("dense_{}", self.hidden.len()),
             units: self.outputs,
-            activation: "softmax".into(),
+            activation: Activation::Softmax,
         });
         SequentialConfig {
-            format: "sequential".into(),
+            format: FORMAT_NAME.into(),
             input_size: self.input_size,
             layers,
             standardize: false,
@@ -225,10 +204,10 @@ mod tests {
             LayerConfig {
                 name: "dense_0".into(),
                 units: 3,
-                activation: "relu".into()
+                activation: Activation::Relu
             }
         );
-        assert_eq!(config.layers[1].activation, "softmax");
+        assert_eq!(config.layers[1].activation, Activation::Softmax);
     }
 
     #[test]

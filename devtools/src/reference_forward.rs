@@ -3,10 +3,10 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use safetensors::{Dtype, SafeTensors};
 
-use crate::model_fixture::SequentialConfig;
+use sconce_format::sequential::{Activation, SequentialConfig};
 
 /// Loads the model in `dir` and runs one example through it.
 pub fn reference_forward(dir: &Path, input: &[f32]) -> Result<Vec<f32>> {
@@ -51,7 +51,7 @@ pub fn reference_forward(dir: &Path, input: &[f32]) -> Result<Vec<f32>> {
                 w.iter().zip(&h).map(|(a, b)| a * b).sum::<f32>() + bias[row]
             })
             .collect();
-        activate(&layer.activation, &mut out)?;
+        activate(layer.activation, &mut out);
         h = out;
     }
     Ok(h)
@@ -78,23 +78,21 @@ fn read_f32(tensors: &SafeTensors<'_>, name: &str, shape: &[usize]) -> Result<Ve
         .collect())
 }
 
-fn activate(name: &str, values: &mut [f32]) -> Result<()> {
-    match name {
-        "relu" => values.iter_mut().for_each(|v| *v = v.max(0.0)),
-        "tanh" => values.iter_mut().for_each(|v| *v = v.tanh()),
-        "sigmoid" => values
+fn activate(activation: Activation, values: &mut [f32]) {
+    match activation {
+        Activation::Relu => values.iter_mut().for_each(|v| *v = v.max(0.0)),
+        Activation::Tanh => values.iter_mut().for_each(|v| *v = v.tanh()),
+        Activation::Sigmoid => values
             .iter_mut()
             .for_each(|v| *v = 1.0 / (1.0 + (-*v).exp())),
-        "linear" => {}
-        "softmax" => {
+        Activation::Linear => {}
+        Activation::Softmax => {
             let max = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             values.iter_mut().for_each(|v| *v = (*v - max).exp());
             let sum: f32 = values.iter().sum();
             values.iter_mut().for_each(|v| *v /= sum);
         }
-        other => bail!("unknown activation {other:?}"),
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -81,3 +81,9 @@ pub enum TrainError {
 }
 
 pub type Result<T, E = TrainError> = std::result::Result<T, E>;
+
+impl From<sconce_format::sequential::ConfigError> for TrainError {
+    fn from(e: sconce_format::sequential::ConfigError) -> Self {
+        TrainError::Model(e.to_string())
+    }
+}

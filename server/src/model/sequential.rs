@@ -1,95 +1,14 @@
 //! The `sequential` format: a dense feed-forward network (docs/model-format.md).
 
-use std::collections::HashSet;
 use std::path::Path;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use serde::Deserialize;
 
 use super::kernels;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Activation {
-    Relu,
-    Tanh,
-    Sigmoid,
-    Softmax,
-    Linear,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct LayerConfig {
-    pub name: String,
-    pub units: usize,
-    pub activation: Activation,
-}
-
-/// `config.json` of a sequential model. Unknown keys are ignored.
-#[derive(Debug, Clone, Deserialize)]
-pub struct SequentialConfig {
-    pub format: String,
-    pub input_size: usize,
-    pub layers: Vec<LayerConfig>,
-    #[serde(default)]
-    pub standardize: bool,
-    #[serde(default)]
-    pub labels: Option<Vec<String>>,
-    #[serde(default)]
-    pub version: Option<String>,
-}
-
-impl SequentialConfig {
-    pub fn from_dir(dir: &Path) -> anyhow::Result<Self> {
-        let path = dir.join("config.json");
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        let cfg: SequentialConfig =
-            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        cfg.validate()?;
-        Ok(cfg)
-    }
-
-    pub fn validate(&self) -> anyhow::Result<()> {
-        if self.format != "sequential" {
-            bail!(
-                "config.json format is {:?}, expected \"sequential\"",
-                self.format
-            );
-        }
-        if self.input_size == 0 {
-            bail!("input_size must be > 0");
-        }
-        if self.layers.is_empty() {
-            bail!("layers must not be empty");
-        }
-        let mut names = HashSet::new();
-        for layer in &self.layers {
-            if layer.units == 0 {
-                bail!("layer {} has 0 units", layer.name);
-            }
-            if !names.insert(layer.name.as_str()) {
-                bail!("layer name {} is not unique", layer.name);
-            }
-        }
-        if let Some(labels) = &self.labels
-            && labels.len() != self.output_size()
-        {
-            bail!(
-                "labels has {} entries, the last layer has {} units",
-                labels.len(),
-                self.output_size()
-            );
-        }
-        Ok(())
-    }
-
-    pub fn output_size(&self) -> usize {
-        self.layers.last().map_or(0, |l| l.units)
-    }
-}
+pub use sconce_format::sequential::{Activation, SequentialConfig};
 
 /// A loaded sequential model.
 pub struct Sequential {
@@ -200,59 +119,5 @@ impl Sequential {
             h = out;
         }
         Ok(h)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cfg(json: &str) -> anyhow::Result<SequentialConfig> {
-        let c: SequentialConfig = serde_json::from_str(json)?;
-        c.validate()?;
-        Ok(c)
-    }
-
-    #[test]
-    fn parses_the_documented_example() {
-        let c = cfg(r#"{"format":"sequential","input_size":1000,"layers":[
-            {"name":"dense_0","units":64,"activation":"relu"},
-            {"name":"dense_1","units":64,"activation":"relu"},
-            {"name":"dense_2","units":10,"activation":"softmax"}],
-            "standardize":false,"labels":null,"version":"1","extra":42}"#)
-        .unwrap();
-        assert_eq!(c.output_size(), 10);
-        assert_eq!(c.version.as_deref(), Some("1"));
-    }
-
-    #[test]
-    fn rejects_bad_configs() {
-        let l = r#"{"name":"a","units":2,"activation":"relu"}"#;
-        assert!(
-            cfg(&format!(
-                r#"{{"format":"bert","input_size":1,"layers":[{l}]}}"#
-            ))
-            .is_err()
-        );
-        assert!(cfg(r#"{"format":"sequential","input_size":1,"layers":[]}"#).is_err());
-        assert!(
-            cfg(&format!(
-                r#"{{"format":"sequential","input_size":0,"layers":[{l}]}}"#
-            ))
-            .is_err()
-        );
-        assert!(
-            cfg(&format!(
-                r#"{{"format":"sequential","input_size":1,"layers":[{l},{l}]}}"#
-            ))
-            .is_err()
-        );
-        assert!(cfg(r#"{"format":"sequential","input_size":1,"layers":[{"name":"a","units":2,"activation":"gelu"}]}"#).is_err());
-        assert!(
-            cfg(&format!(
-                r#"{{"format":"sequential","input_size":1,"layers":[{l}],"labels":["x"]}}"#
-            ))
-            .is_err()
-        );
     }
 }
