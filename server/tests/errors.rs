@@ -221,13 +221,24 @@ async fn stalled_body_is_408_and_frees_its_slot() {
 async fn stalled_headers_are_disconnected() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (s, _dir) = serve(&["--header-timeout-ms", "300"]).await;
+    // Each check on a new connection: the server closes idle keep-alive connections on the same
+    // 300 ms deadline, so reusing a pooled one could race with its close.
+    let infer_on_new_connection = || async {
+        let answer = reqwest::Client::new()
+            .post(s.url("/v2/models/mlp/infer"))
+            .json(&req(1))
+            .send()
+            .await
+            .unwrap();
+        answer.status().as_u16()
+    };
     let started = std::time::Instant::now();
     let mut stalled = tokio::net::TcpStream::connect(s.addr).await.unwrap();
     stalled
         .write_all(b"POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nContent-Ty")
         .await
         .unwrap();
-    assert_eq!(s.post_json("/v2/models/mlp/infer", &req(1)).await.0, 200);
+    assert_eq!(infer_on_new_connection().await, 200);
     let mut rest = Vec::new();
     let closed = tokio::time::timeout(
         std::time::Duration::from_secs(10),
@@ -242,7 +253,7 @@ async fn stalled_headers_are_disconnected() {
         waited >= std::time::Duration::from_millis(250),
         "closed after {waited:?}"
     );
-    assert_eq!(s.post_json("/v2/models/mlp/infer", &req(1)).await.0, 200);
+    assert_eq!(infer_on_new_connection().await, 200);
     s.stop().await.unwrap();
 }
 

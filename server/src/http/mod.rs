@@ -9,6 +9,7 @@ mod v1;
 mod v2;
 mod v2_binary;
 mod v2_splice;
+mod v2_types;
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};

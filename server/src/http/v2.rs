@@ -6,8 +6,6 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::json_numbers::parse_data;
@@ -15,74 +13,12 @@ use super::tensor::TensorData;
 use super::tensor::{Values, decode_binary, is_known_datatype};
 use super::v2_binary::{BinaryOut, split_body};
 use super::v2_splice::splice;
+use super::v2_types::{InferRequest, InferResponse, RequestInput, ResponseOutput};
 use super::{SharedState, body, parse_json};
 use crate::cli::Format;
 use crate::engine::{Input, Output};
 use crate::error::ApiError;
 use crate::model::ModelInfo;
-
-/// The `parameters` this server reads; others are accepted and ignored. Values stay JSON so a
-/// wrong type gets this server's own error message.
-#[derive(Debug, Default, Deserialize)]
-pub struct Parameters {
-    #[serde(default)]
-    pub binary_data_size: Option<Value>,
-    #[serde(default)]
-    pub binary_data: Option<Value>,
-    #[serde(default)]
-    pub binary_data_output: Option<Value>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct InferRequest<'a> {
-    #[serde(default)]
-    pub id: Option<String>,
-    #[serde(default)]
-    pub parameters: Option<Parameters>,
-    #[serde(borrow)]
-    pub inputs: Vec<RequestInput<'a>>,
-    #[serde(default)]
-    pub outputs: Option<Vec<RequestOutput>>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct RequestInput<'a> {
-    pub name: String,
-    pub shape: Vec<i64>,
-    pub datatype: String,
-    #[serde(default)]
-    pub parameters: Option<Parameters>,
-    /// Kept as text and flattened by `json_numbers` (much faster than a serde visitor).
-    #[serde(default, borrow)]
-    pub data: Option<&'a RawValue>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct RequestOutput {
-    pub name: String,
-    #[serde(default)]
-    pub parameters: Option<Parameters>,
-}
-
-#[derive(Serialize)]
-struct InferResponse<'a> {
-    model_name: &'a str,
-    model_version: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<String>,
-    outputs: Vec<ResponseOutput>,
-}
-
-#[derive(Serialize)]
-struct ResponseOutput {
-    name: &'static str,
-    datatype: &'static str,
-    shape: [usize; 2],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    parameters: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    data: Option<Vec<f32>>,
-}
 
 /// Input and output tensor names, datatypes and shapes of the served model.
 pub fn io_spec(info: &ModelInfo) -> (Value, Value) {

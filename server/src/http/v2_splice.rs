@@ -223,7 +223,8 @@ mod tests {
     #[test]
     fn a_second_data_key_stays_for_serde_to_refuse() {
         let s = splice(br#"{"inputs": [{"data": [1], "data": [2]}]}"#).unwrap();
-        let err = serde_json::from_slice::<crate::http::v2::InferRequest>(&s.json).unwrap_err();
+        let err =
+            serde_json::from_slice::<crate::http::v2_types::InferRequest>(&s.json).unwrap_err();
         assert!(err.to_string().contains("duplicate field"), "{err}");
     }
 }
