@@ -267,6 +267,27 @@ pub fn relu(x: &mut [f32]) {
     }
 }
 
+/// `a · b` summed in 16 independent lanes: a single running sum is one long dependency chain
+/// the compiler may not reorder (strict float order), so it would not vectorise.
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let mut lanes = [0f32; LANES];
+    let (mut xs, mut ys) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    for (x, y) in (&mut xs).zip(&mut ys) {
+        for i in 0..LANES {
+            lanes[i] += x[i] * y[i];
+        }
+    }
+    let tail: f32 = xs
+        .remainder()
+        .iter()
+        .zip(ys.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    lanes.iter().sum::<f32>() + tail
+}
+
 /// One attention head over one sequence of `len` tokens, reading packed rows of `qkv`
 /// (`[len × 3·hidden]`: all heads' queries, then keys, then values) and writing the head's
 /// `head_dim` columns of each row of `out` (`[len × hidden]`, row stride `hidden`).
@@ -290,8 +311,7 @@ pub fn attention_head(
         let mut max = f32::NEG_INFINITY;
         for (j, s) in scores.iter_mut().enumerate() {
             let k = &qkv[j * stride + hidden + col..][..head_dim];
-            let dot: f32 = q.iter().zip(k).map(|(a, b)| a * b).sum();
-            *s = dot * scale;
+            *s = dot(q, k) * scale;
             max = max.max(*s);
         }
         let mut sum = 0.0;

@@ -150,32 +150,34 @@ fn layer_norm_rows_normalises_each_row() {
 
 #[test]
 fn attention_head_against_a_direct_softmax() {
-    let (len, hidden, heads) = (4, 6, 2);
-    let dim = hidden / heads;
-    let qkv: Vec<f32> = (0..len * 3 * hidden)
-        .map(|i| (i as f32 * 0.7).sin())
-        .collect();
-    let mut out = vec![f32::NAN; len * hidden];
-    let mut scratch = vec![0f32; len];
-    for h in 0..heads {
-        attention_head(&qkv, &mut out, &mut scratch, len, hidden, h, dim);
-    }
-    for h in 0..heads {
-        for i in 0..len {
-            let q = |c: usize| qkv[i * 3 * hidden + h * dim + c] as f64;
-            let k = |j: usize, c: usize| qkv[j * 3 * hidden + hidden + h * dim + c] as f64;
-            let v = |j: usize, c: usize| qkv[j * 3 * hidden + 2 * hidden + h * dim + c] as f64;
-            let s: Vec<f64> = (0..len)
-                .map(|j| (0..dim).map(|c| q(c) * k(j, c)).sum::<f64>() / (dim as f64).sqrt())
-                .collect();
-            let z: f64 = s.iter().map(|x| x.exp()).sum();
-            for c in 0..dim {
-                let want: f64 = (0..len).map(|j| s[j].exp() / z * v(j, c)).sum();
-                let got = out[i * hidden + h * dim + c] as f64;
-                assert!(
-                    (got - want).abs() < 1e-5,
-                    "head {h} row {i} col {c}: {got} vs {want}"
-                );
+    // head_dim 3 (all remainder) and 40 (two 16-lane blocks and a remainder).
+    for (len, hidden, heads) in [(4, 6, 2), (21, 80, 2)] {
+        let dim = hidden / heads;
+        let qkv: Vec<f32> = (0..len * 3 * hidden)
+            .map(|i| (i as f32 * 0.7).sin())
+            .collect();
+        let mut out = vec![f32::NAN; len * hidden];
+        let mut scratch = vec![0f32; len];
+        for h in 0..heads {
+            attention_head(&qkv, &mut out, &mut scratch, len, hidden, h, dim);
+        }
+        for h in 0..heads {
+            for i in 0..len {
+                let q = |c: usize| qkv[i * 3 * hidden + h * dim + c] as f64;
+                let k = |j: usize, c: usize| qkv[j * 3 * hidden + hidden + h * dim + c] as f64;
+                let v = |j: usize, c: usize| qkv[j * 3 * hidden + 2 * hidden + h * dim + c] as f64;
+                let s: Vec<f64> = (0..len)
+                    .map(|j| (0..dim).map(|c| q(c) * k(j, c)).sum::<f64>() / (dim as f64).sqrt())
+                    .collect();
+                let z: f64 = s.iter().map(|x| x.exp()).sum();
+                for c in 0..dim {
+                    let want: f64 = (0..len).map(|j| s[j].exp() / z * v(j, c)).sum();
+                    let got = out[i * hidden + h * dim + c] as f64;
+                    assert!(
+                        (got - want).abs() < 1e-5,
+                        "head {h} row {i} col {c}: {got} vs {want}"
+                    );
+                }
             }
         }
     }
