@@ -191,7 +191,7 @@ pub fn init_tracing() {
         .try_init();
 }
 
-/// Picks candle's CPU thread count (`RAYON_NUM_THREADS`) unless the user set it: one thread for
+/// Picks the model's CPU thread count (`RAYON_NUM_THREADS`) unless the user set it: one thread for
 /// `sequential` (small dense layers: waking a thread pool costs more than it saves, measured
 /// ~2x CPU per request), all cores for `bert`.
 ///

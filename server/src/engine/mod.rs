@@ -1,5 +1,5 @@
 //! The model thread: a bounded queue feeds one OS thread that merges queued jobs into batches.
-//! Candle never runs on tokio workers.
+//! Model compute never runs on tokio workers.
 
 mod batcher;
 mod queue;
@@ -84,9 +84,9 @@ impl Engine {
         std::thread::Builder::new()
             .name("sconce-model".into())
             .spawn(move || {
-                // The model thread is worker 0 of candle's rayon pool: candle's parallel ops
-                // (softmax, gemm) then run inline on it instead of being handed to another thread
-                // and waited for, which cost more than the op itself on small models.
+                // The model thread is worker 0 of its own rayon pool: gemm and the BERT encoder's
+                // parallel loops then run inline on it instead of being handed to another thread
+                // and waited for, which cost more than the work itself on small models.
                 match rayon_core::ThreadPoolBuilder::new()
                     .num_threads(threads)
                     .thread_name(|i| format!("sconce-model-{i}"))
@@ -95,7 +95,7 @@ impl Engine {
                 {
                     Ok(pool) => pool.install(|| worker.run()),
                     Err(e) => {
-                        tracing::warn!(error = %e, "no model thread pool; candle uses the global one");
+                        tracing::warn!(error = %e, "no model thread pool; the global rayon pool is used");
                         worker.run()
                     }
                 }

@@ -13,6 +13,11 @@ use crate::cli::Format;
 pub use bert::Bert;
 pub use sequential::Sequential;
 
+/// A weight tensor as the row-major values the kernels read.
+fn flat(t: candle_core::Tensor) -> candle_core::Result<Vec<f32>> {
+    t.flatten_all()?.to_vec1::<f32>()
+}
+
 /// A loaded model; it lives on the model thread.
 pub enum Model {
     Sequential(Sequential),

@@ -3,10 +3,10 @@
 use std::path::Path;
 
 use anyhow::Context;
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 
-use super::kernels;
+use super::{flat, kernels};
 
 pub use sconce_format::sequential::{Activation, SequentialConfig};
 
@@ -23,10 +23,6 @@ struct Dense {
     weight_t: Vec<f32>,
     bias: Vec<f32>,
     activation: Activation,
-}
-
-fn flat(t: Tensor) -> candle_core::Result<Vec<f32>> {
-    t.flatten_all()?.to_vec1::<f32>()
 }
 
 impl Sequential {
@@ -86,7 +82,6 @@ impl Sequential {
 
     /// Runs `rows` examples (row-major, `rows * input_size` values) and returns
     /// `rows * output_size` values.
-    /// Outputs of `rows` examples (`data` is `rows × input_size`, row-major).
     pub fn forward(&self, mut data: Vec<f32>, rows: usize) -> anyhow::Result<Vec<f32>> {
         anyhow::ensure!(
             data.len() == rows * self.input_size(),
@@ -104,10 +99,8 @@ impl Sequential {
         let mut h = data;
         for layer in &self.layers {
             let units = layer.bias.len();
-            let mut out = Vec::with_capacity(rows * units);
-            for _ in 0..rows {
-                out.extend_from_slice(&layer.bias);
-            }
+            let mut out = vec![0f32; rows * units];
+            kernels::broadcast_rows(&mut out, &layer.bias);
             kernels::matmul_kn(&mut out, &h, &layer.weight_t, units);
             match layer.activation {
                 Activation::Relu => kernels::relu(&mut out),

@@ -4,11 +4,12 @@
 //! attention mask is needed.
 
 use anyhow::{Context, bail};
-use candle_core::Tensor;
+
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 use serde::Deserialize;
 
+use crate::model::flat;
 use crate::model::kernels::{
     attention_head, broadcast_rows, gelu_erf, gelu_tanh, layer_norm_rows, matmul_nt, relu,
 };
@@ -139,10 +140,6 @@ pub struct Encoder {
     token_type: Vec<f32>,
     embedding_norm: LayerNorm,
     layers: Vec<Layer>,
-}
-
-fn flat(t: Tensor) -> anyhow::Result<Vec<f32>> {
-    Ok(t.flatten_all()?.to_vec1::<f32>()?)
 }
 
 impl Encoder {
