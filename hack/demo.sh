@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# The main job on an embedded default: a real local control plane (etcd + kube-apiserver +
-# kube-controller-manager 1.20), the local node agent standing in for kubelets, the Sconce
-# operator, and an example ModelDeployment that becomes Ready and answers a real prediction.
+# The main job on an embedded default: a real local Kubernetes 1.20 (etcd, apiserver,
+# controller-manager, scheduler, and a node: kubelet + containerd + kube-proxy) in a network
+# namespace of its own, the Sconce operator, and an example ModelDeployment that runs the
+# sconce-server image on the node, becomes Ready and answers predictions through its Service.
 #
-#   hack/demo.sh            run, print the prediction, stop everything
+#   hack/demo.sh            run, print the predictions, stop everything
 #   hack/demo.sh --keep     leave it running until Ctrl-C (prints how to use kubectl against it)
+#
+# Needs root (network namespace, mounts, cgroups). Everything it starts is stopped at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -13,14 +16,25 @@ DEMO=${SCONCE_DEMO_DIR:-$HOME/.cache/sconce/demo}
 T0=$(date +%s)
 step() { echo "=== [$(( $(date +%s) - T0 ))s] $*"; }
 
-step "prerequisites and control plane binaries (built once into ~/.cache/sconce)"
+step "prerequisites and Kubernetes binaries (built once into ~/.cache/sconce)"
+[ "$(id -u)" = 0 ] || { echo "hack/demo.sh needs root (the local plane uses a network namespace)" >&2; exit 1; }
+need_apt=()
+command -v containerd >/dev/null || need_apt+=(containerd)
+command -v runc >/dev/null || need_apt+=(runc)
+[ -x /usr/lib/cni/bridge ] || need_apt+=(containernetworking-plugins)
+command -v iptables >/dev/null || need_apt+=(iptables)
+command -v conntrack >/dev/null || need_apt+=(conntrack)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+fi
 command -v kubectl >/dev/null || bash hack/k8s.sh kubectl
 export PATH=$HOME/.cache/sconce/k8s-1.20.2/bin:$PATH
 bash hack/k8s.sh setup
 
-step "build sconce, sconce-server, sconce-train and the node agent"
-cargo build -q -p sconce -p sconce-server -p sconce-devtools -p sconce-train
+step "build sconce, sconce-server and sconce-train; the images"
+cargo build -q -p sconce -p sconce-server -p sconce-train
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}/debug
+bash hack/images.sh "$TARGET" | grep -v '^/' || true
 
 rm -rf "$DEMO"; mkdir -p "$DEMO/logs"
 pids=()
@@ -31,50 +45,50 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step "start the control plane"
+step "start Kubernetes: control plane and a node"
 KUBECONFIG=$(bash hack/k8s.sh start "$DEMO/cluster" | tail -1); export KUBECONFIG
+kubectl get nodes -o wide 2>/dev/null
 
 step "train the digits model (scikit-learn's digits, 64 -> 64 relu -> 64 relu -> 10 softmax, Adam, 5-fold CV)"
 DIGITS=$(bash hack/fetch-digits.sh | tail -1)
 "$TARGET/sconce-train" fit --data "$DIGITS" --label target --hidden 64,64 --optimizer adam \
   --learning-rate 0.001 --epochs 30 --batch-size 32 --l2 1e-4 --folds 5 --test-split 0.2 --seed 42 \
   --version 1 --out "$DEMO/models/digits" 2>&1 | grep -E 'cross-validation|held-out test|wrote'
+# the server runs as uid 65532 in its pod
+chmod -R a+rX "$DEMO/models"
 
-step "start the node agent and the operator"
-"$TARGET/sconce-dev" node-agent --kubeconfig "$KUBECONFIG" --ip-prefix 127.0.9 \
-  --server-binary "$TARGET/sconce-server" --log-dir "$DEMO/logs" > "$DEMO/logs/node-agent.log" 2>&1 &
-pids+=($!)
+step "install the CRD and start the operator"
 kubectl apply -f crds/modeldeployments.sconce.dev.yaml 2>/dev/null
 kubectl wait --for=condition=Established crd/modeldeployments.sconce.dev --timeout=60s 2>/dev/null
-"$TARGET/sconce" --admin-addr 127.0.0.1:0 > "$DEMO/logs/operator.log" 2>&1 &
+"$TARGET/sconce" --admin-addr 127.0.0.1:0 --server-image localhost/sconce-server:dev \
+  > "$DEMO/logs/operator.log" 2>&1 &
 pids+=($!)
 
 step "kubectl apply -f examples/digits.yaml"
 sed "s|file:///var/lib/sconce/models/digits|file://$DEMO/models/digits|" examples/digits.yaml | kubectl apply -f - 2>/dev/null
 kubectl wait --for=condition=Ready modeldeployment/digits --timeout=180s 2>/dev/null
-kubectl get modeldeployments,deployments,pods -o wide 2>/dev/null
+kubectl get modeldeployments,deployments,pods,services -o wide 2>/dev/null
 
-step "V2 inference: the last 3 digits of the data set, one request per serving pod"
-# Endpoints reject loopback pod IPs on 1.20; the EndpointSlice controller lists them.
-IPS=$(kubectl get endpointslices -l kubernetes.io/service-name=digits \
-  -o jsonpath='{.items[*].endpoints[?(@.conditions.ready==true)].addresses[0]}' 2>/dev/null)
-python3 - "$DIGITS" $IPS <<'PY'
+step "V2 inference through the Service (ClusterIP, kube-proxy): the last 3 digits of the data set"
+CLUSTER_IP=$(kubectl get service digits -o jsonpath='{.spec.clusterIP}' 2>/dev/null)
+python3 - "$DIGITS" "$CLUSTER_IP" <<'PY'
 import csv, json, sys, urllib.request
 rows = list(csv.DictReader(open(sys.argv[1])))[-3:]
+base = f"http://{sys.argv[2]}"
 features = [[float(r[f"pixel_{i}"]) for i in range(64)] for r in rows]
-for ip in sys.argv[2:]:
-    body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [len(rows), 64],
-                        "data": [x for f in features for x in f]}]}
-    req = urllib.request.Request(f"http://{ip}:8080/v2/models/digits/infer", json.dumps(body).encode(),
-                                 {"content-type": "application/json"})
-    out = json.load(urllib.request.urlopen(req, timeout=10))["outputs"][0]
-    probs = [out["data"][i * 10:(i + 1) * 10] for i in range(len(rows))]
-    print(f"POST http://{ip}:8080/v2/models/digits/infer (model version {json.load(urllib.request.urlopen(f'http://{ip}:8080/v2/models/digits', timeout=10)).get('versions')})")
-    for r, p in zip(rows, probs):
-        guess = max(range(10), key=p.__getitem__)
-        print(f"  true digit {r['target']}: predicted {guess} (p={p[guess]:.4f})")
+body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [len(rows), 64],
+                    "data": [x for f in features for x in f]}]}
+req = urllib.request.Request(f"{base}/v2/models/digits/infer", json.dumps(body).encode(),
+                             {"content-type": "application/json"})
+answer = json.load(urllib.request.urlopen(req, timeout=10))
+out = answer["outputs"][0]
+probs = [out["data"][i * 10:(i + 1) * 10] for i in range(len(rows))]
+print(f"POST {base}/v2/models/digits/infer (model version {answer.get('model_version')!r})")
+for r, p in zip(rows, probs):
+    guess = max(range(10), key=p.__getitem__)
+    print(f"  true digit {r['target']}: predicted {guess} (p={p[guess]:.4f})")
 PY
-step "done: ModelDeployment digits is Ready and answered"
+step "done: ModelDeployment digits is Ready and answered through its Service"
 
 if [ "$KEEP" = "--keep" ]; then
   echo "export KUBECONFIG=$KUBECONFIG   # then: kubectl get mdep; logs in $DEMO/logs. Ctrl-C stops."

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Every test Sconce has: formatting, lints, CRD drift, unit tests, the operator against a real
-# kube-apiserver + controller-manager, end to end with the node agent and real servers, the
-# inference server over real HTTP and the trainer. `.ci/run` runs exactly this.
+# Kubernetes 1.20 (apiserver, controller-manager, scheduler, and a real node: kubelet +
+# containerd + kube-proxy running the images built here), end to end, the inference server
+# over real HTTP and the trainer. `.ci/run` runs exactly this. Needs root (the plane runs in a
+# network namespace of its own; see hack/lib/plane.sh).
 #
-# Heavy things are cached outside the clone: the control plane in ~/.cache/sconce/k8s-1.20.2,
-# Python packages and fixtures in ~/.cache/sconce/{pip,data}. Delete ~/.cache/sconce to rebuild
-# from nothing.
+# Heavy things are cached outside the clone: Kubernetes in ~/.cache/sconce/k8s-1.20.2, image
+# layers in ~/.cache/sconce/images, Python packages and fixtures in ~/.cache/sconce/{pip,data}.
+# Delete ~/.cache/sconce to rebuild from nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -18,6 +20,12 @@ command -v curl >/dev/null || need_apt+=(curl)
 command -v openssl >/dev/null || need_apt+=(openssl)
 command -v flock >/dev/null || need_apt+=(util-linux)
 command -v python3 >/dev/null || need_apt+=(python3 python3-pip python3-venv)
+# the plane's node
+command -v containerd >/dev/null || need_apt+=(containerd)
+command -v runc >/dev/null || need_apt+=(runc)
+[ -x /usr/lib/cni/bridge ] || need_apt+=(containernetworking-plugins)
+command -v iptables >/dev/null || need_apt+=(iptables)
+command -v conntrack >/dev/null || need_apt+=(conntrack)
 if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
 fi
@@ -25,7 +33,7 @@ command -v kubectl >/dev/null || bash hack/k8s.sh kubectl
 export PATH=$HOME/.cache/sconce/k8s-1.20.2/bin:$PATH
 rustup component list --installed 2>/dev/null | grep -q clippy || rustup component add clippy rustfmt
 
-step "control plane binaries (built once, cached)"
+step "Kubernetes binaries (built once, cached)"
 bash hack/k8s.sh setup
 
 step "test fixtures"
@@ -47,8 +55,11 @@ cargo build --workspace --all-targets
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}/debug
 export SCONCE_SERVER_BINARY=$TARGET/sconce-server SCONCE_DEV_BINARY=$TARGET/sconce-dev
 
+step "images (sconce-server, sconce, pause) for the node"
+bash hack/images.sh "$TARGET"
+
 if [ -z "${SCONCE_TEST_KUBECONFIG:-}" ]; then
-  step "start a local control plane"
+  step "start a local Kubernetes: control plane and a real node"
   RUN_DIR=$(mktemp -d -t sconce-k8s-XXXX)
   trap 'bash "$ROOT/hack/k8s.sh" stop "$RUN_DIR"; rm -rf "$RUN_DIR"' EXIT
   SCONCE_TEST_KUBECONFIG=$(bash hack/k8s.sh start "$RUN_DIR" | tail -1); export SCONCE_TEST_KUBECONFIG

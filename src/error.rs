@@ -16,6 +16,14 @@ pub enum Error {
     #[error("object is missing {0}")]
     MissingObjectKey(&'static str),
 
+    /// The apiserver refused a child object, or its name belongs to someone else. The status
+    /// already reports it; `permanent` when only a spec change can help.
+    #[error("{}: {}", problem.reason, problem.message)]
+    Refused {
+        problem: crate::reconcile::status::Problem,
+        permanent: bool,
+    },
+
     /// Serialising a typed object for server-side apply failed.
     #[error("serialising object: {0}")]
     Serialize(#[from] serde_json::Error),
@@ -26,6 +34,7 @@ impl Error {
     pub fn is_permanent(&self) -> bool {
         match self {
             Error::InvalidSpec(_) => true,
+            Error::Refused { permanent, .. } => *permanent,
             Error::Kube(kube::Error::Api(status)) => {
                 // 4xx other than conflicts / throttling / timeouts mean our request is wrong:
                 // retrying the same thing would loop.
@@ -37,9 +46,10 @@ impl Error {
     }
 
     /// Category used as the metric label and the event reason.
-    pub fn category(&self) -> &'static str {
+    pub fn category(&self) -> &str {
         match self {
             Error::InvalidSpec(_) => "InvalidSpec",
+            Error::Refused { problem, .. } => &problem.reason,
             Error::Kube(kube::Error::Api(_)) => "ApiRejected",
             Error::Kube(_) => "ApiUnavailable",
             Error::MissingObjectKey(_) => "MalformedObject",

@@ -1,20 +1,23 @@
-//! End to end: real control plane + the local node agent + real `sconce-server` processes +
-//! the real `sconce` operator binary. A ModelDeployment of 2 replicas becomes Ready, both pods
-//! answer V2 inference correctly, and a killed server process is noticed and recovered.
+//! End to end on the test plane's real node: the real `sconce` operator binary, the real
+//! `localhost/sconce-server:dev` image run by kubelet + containerd, predictions through the
+//! Service's ClusterIP (kube-proxy). Two replicas become Ready, answer like an independent
+//! forward pass, run with the security context the operator sets (checked in the kernel's view
+//! of the container's process), a killed container is restarted by the kubelet and reported, and
+//! a new version rolls out beside the old one.
 mod common;
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::node::*;
 use common::*;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{Api, ListParams};
 use sconce::crd::ModelDeployment;
-use sconce::reconcile::status::is_ready;
 use sconce_devtools::model_fixture::{ModelSpec, sample_input, write_model};
 use sconce_devtools::reference_forward;
-use sconce_devtools::testing::{AgentOptions, AgentProcess, build_binary, pids_serving_ip};
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -28,69 +31,133 @@ impl Drop for OperatorProcess {
     }
 }
 
-fn ready_replicas(md: &ModelDeployment) -> (bool, i32) {
-    let status = md.status.clone().unwrap_or_default();
-    (is_ready(&status), status.ready_replicas)
+fn ready(md: &ModelDeployment, version: &str, replicas: i32) -> bool {
+    let s = md.status.clone().unwrap_or_default();
+    has_condition(md, "Ready", "True", "Available")
+        && s.ready_replicas == replicas
+        && s.current_version.as_deref() == Some(version)
 }
 
-async fn infer(ip: &str, input: &[f32]) -> Vec<f32> {
+/// One V2 inference through `base` (http://host:port); returns the outputs and the version
+/// the server reports.
+async fn infer(base: &str, input: &[f32]) -> (Vec<f32>, String) {
     let body = serde_json::json!({
         "id": "e2e",
         "inputs": [{"name": "input", "datatype": "FP32", "shape": [1, input.len()], "data": input}]
     });
     let response = reqwest::Client::new()
-        .post(format!("http://{ip}:8080/v2/models/mnist/infer"))
+        .post(format!("{base}/v2/models/mnist/infer"))
         .json(&body)
+        .timeout(Duration::from_secs(10))
         .send()
         .await
-        .expect("request to the pod");
-    assert!(
-        response.status().is_success(),
-        "{ip}: HTTP {}",
-        response.status()
-    );
+        .expect("request through the Service");
+    assert!(response.status().is_success(), "HTTP {}", response.status());
     let answer: serde_json::Value = response.json().await.expect("JSON answer");
     assert_eq!(answer["id"], "e2e");
-    answer["outputs"][0]["data"]
+    let outputs = answer["outputs"][0]["data"]
         .as_array()
         .expect("output data")
         .iter()
         .map(|v| v.as_f64().expect("number") as f32)
-        .collect()
+        .collect();
+    (
+        outputs,
+        answer["model_version"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+async fn check_predictions(base: &str, model_dir: &Path, version: &str) {
+    let input = sample_input(1000, 7);
+    let expected = reference_forward(model_dir, &input).expect("reference");
+    // Several requests: kube-proxy spreads them over both pods.
+    for _ in 0..10 {
+        let (got, served_version) = infer(base, &input).await;
+        assert_eq!(served_version, version);
+        assert_eq!(got.len(), expected.len());
+        for (g, e) in got.iter().zip(&expected) {
+            assert!((g - e).abs() < 1e-5, "{got:?} vs {expected:?}");
+        }
+    }
+}
+
+/// What the kubelet enforced on one server container, read from its process.
+fn check_container_restrictions(pod: &Pod) {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let id = container_id(pod, "server").expect("container id");
+    let pid = container_pid(&id).unwrap_or_else(|| panic!("{name}: no task for {id}"));
+    let uid = proc_status(pid, "Uid");
+    assert!(
+        uid.split_whitespace().all(|u| u == "65532"),
+        "{name}: Uid {uid}"
+    );
+    assert_eq!(
+        proc_status(pid, "NoNewPrivs"),
+        "1",
+        "{name}: privilege escalation"
+    );
+    assert_eq!(
+        proc_status(pid, "Seccomp"),
+        "2",
+        "{name}: seccomp filter (RuntimeDefault)"
+    );
+    assert_eq!(
+        proc_status(pid, "CapEff"),
+        "0000000000000000",
+        "{name}: capabilities"
+    );
+    assert_eq!(
+        proc_status(pid, "CapPrm"),
+        "0000000000000000",
+        "{name}: capabilities"
+    );
+    let root = mount_options(pid, "/").expect("root mount");
+    assert!(
+        root.split(',').any(|o| o == "ro"),
+        "{name}: root filesystem {root}"
+    );
+    let model = mount_options(pid, "/mnt/models").expect("model mount");
+    assert!(
+        model.split(',').any(|o| o == "ro"),
+        "{name}: model mount {model}"
+    );
+    // examples/mnist.yaml: limits.memory 512Mi, requests.cpu 100m
+    assert_eq!(
+        cgroup_value(pid, "memory", "memory.limit_in_bytes").as_deref(),
+        Some("536870912"),
+        "{name}: memory limit"
+    );
+    assert_eq!(
+        cgroup_value(pid, "cpu", "cpu.shares").as_deref(),
+        Some("102"),
+        "{name}: cpu request"
+    );
+    let policy = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers[0].termination_message_policy.clone());
+    assert_eq!(policy.flatten().as_deref(), Some("FallbackToLogsOnError"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn model_deployment_serves_real_predictions_and_heals() {
+async fn model_deployment_serves_real_predictions_on_a_real_node_and_heals() {
     install_crd();
     let client = client().await;
     let ns = namespace(&client, "e2e").await;
     let work = tempfile::tempdir().expect("tempdir");
-    let model_dir: PathBuf = work.path().join("mnist");
+    let model_dir = work.path().join("mnist");
     write_model(&model_dir, &ModelSpec::default()).expect("model written");
+    sconce_devtools::testing::make_world_readable(work.path()).expect("chmod");
 
-    let server = build_binary("sconce-server", "sconce-server").expect("sconce-server builds");
-    let agent_bin = build_binary("sconce-devtools", "sconce-dev").expect("sconce-dev builds");
-    let _agent = AgentProcess::spawn(
-        &agent_bin,
-        &AgentOptions {
-            kubeconfig: kubeconfig(),
-            namespace: Some(ns.clone()),
-            node_name: format!("node-{ns}"),
-            ip_prefix: "127.0.77".into(),
-            server_binary: Some(server),
-            log_dir: Some(work.path().join("logs")),
-        },
-    )
-    .expect("node agent starts");
     let _operator = OperatorProcess(
         Command::new(env!("CARGO_BIN_EXE_sconce"))
             .args(["--namespace", &ns, "--admin-addr", "127.0.0.1:0"])
+            .args(["--server-image", TEST_SERVER_IMAGE])
             .env("KUBECONFIG", kubeconfig())
             .stdout(Stdio::null())
             .spawn()
             .expect("operator starts"),
     );
-
     kubectl_ok(
         &["apply", "-n", &ns, "-f", "-"],
         Some(&example("mnist.yaml", Some(&model_dir))),
@@ -98,91 +165,62 @@ async fn model_deployment_serves_real_predictions_and_heals() {
     let mds: Api<ModelDeployment> = Api::namespaced(client.clone(), &ns);
     wait_until(WAIT, "Ready=True with 2 ready replicas", || async {
         let md = mds.get("mnist").await.ok()?;
-        (ready_replicas(&md) == (true, 2)).then_some(())
+        ready(&md, "1", 2).then_some(())
     })
     .await;
 
-    // The real EndpointSlice controller lists both pods behind the Service. (The older Endpoints
-    // controller refuses loopback pod IPs: "may not be in the loopback range"; EndpointSlices
-    // accept them. 1.20 serves only discovery.k8s.io/v1beta1, so read them through kubectl.)
-    let ips: Vec<String> = wait_until(WAIT, "2 ready endpoint addresses", || async {
-        let out = kubectl(
-            &[
-                "get",
-                "endpointslices",
-                "-n",
-                &ns,
-                "-l",
-                "kubernetes.io/service-name=mnist",
-                "-o",
-                "json",
-            ],
-            None,
-        );
-        let list: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-        let mut ips: Vec<String> = list["items"]
-            .as_array()?
-            .iter()
-            .flat_map(|slice| slice["endpoints"].as_array().cloned().unwrap_or_default())
-            .filter(|ep| ep["conditions"]["ready"] == serde_json::Value::Bool(true))
-            .flat_map(|ep| ep["addresses"].as_array().cloned().unwrap_or_default())
-            .filter_map(|ip| ip.as_str().map(String::from))
-            .collect();
-        ips.sort();
-        (ips.len() == 2).then_some(ips)
-    })
-    .await;
+    // Through the Service's ClusterIP, as an in-cluster client would (kube-proxy's iptables).
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let cluster_ip = services
+        .get("mnist")
+        .await
+        .expect("Service")
+        .spec
+        .and_then(|s| s.cluster_ip)
+        .expect("ClusterIP");
+    let base = format!("http://{cluster_ip}:80");
+    check_predictions(&base, &model_dir, "1").await;
+
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let pod_ips: Vec<String> = pods
+    let serving = pods
         .list(&ListParams::default().labels("sconce.dev/model-deployment=mnist"))
         .await
         .expect("pods")
-        .items
-        .into_iter()
-        .filter_map(|p| p.status?.pod_ip)
-        .collect();
-    for ip in &ips {
-        assert!(
-            pod_ips.contains(ip),
-            "endpoint {ip} is one of the pods {pod_ips:?}"
-        );
+        .items;
+    assert_eq!(serving.len(), 2);
+    for pod in &serving {
+        check_container_restrictions(pod);
     }
 
-    // Each pod answers with what an independent forward pass computes.
-    let input = sample_input(1000, 7);
-    let expected = reference_forward(&model_dir, &input).expect("reference");
-    for ip in &ips {
-        let got = infer(ip, &input).await;
-        assert_eq!(got.len(), expected.len());
-        for (g, e) in got.iter().zip(&expected) {
-            assert!((g - e).abs() < 1e-5, "{ip}: {got:?} vs {expected:?}");
-        }
-    }
-
-    // Kill one pod's server process: the ModelDeployment reports it, then recovers.
-    let victim = &ips[0];
-    let pids = pids_serving_ip(victim);
-    assert!(!pids.is_empty(), "no process serves {victim}");
-    for pid in pids {
-        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-    }
+    // Kill one server container: the kubelet restarts it, the operator reports the lost
+    // replica and then the recovery.
+    let victim = &serving[0];
+    let victim_name = victim.metadata.name.clone().expect("name");
+    let id = container_id(victim, "server").expect("container id");
+    ctr(&["tasks", "kill", "--signal", "SIGKILL", &id]);
     wait_until(
         WAIT,
         "the ModelDeployment to report a lost replica",
         || async {
             let md = mds.get("mnist").await.ok()?;
-            (ready_replicas(&md) != (true, 2)).then_some(())
+            (md.status?.ready_replicas < 2).then_some(())
         },
     )
     .await;
-    wait_until(WAIT, "recovery to 2 ready replicas", || async {
-        let md = mds.get("mnist").await.ok()?;
-        (ready_replicas(&md) == (true, 2)).then_some(())
-    })
+    wait_until(
+        WAIT,
+        "the kubelet's restart and recovery to 2/2",
+        || async {
+            let md = mds.get("mnist").await.ok()?;
+            let pod = pods.get(&victim_name).await.ok()?;
+            let restarts = pod.status?.container_statuses?.first()?.restart_count;
+            (ready(&md, "1", 2) && restarts >= 1).then_some(())
+        },
+    )
     .await;
+    check_predictions(&base, &model_dir, "1").await;
 
-    // A new version: Deployment mnist-2 rolls out beside mnist-1, which goes only once mnist-2 is
-    // fully ready; the status then names the new current version.
+    // A new version rolls out beside the old one, which goes only once the new one serves.
     kubectl_ok(
         &[
             "patch",
@@ -196,16 +234,11 @@ async fn model_deployment_serves_real_predictions_and_heals() {
         ],
         None,
     );
-    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
-        Api::namespaced(client.clone(), &ns);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     wait_until(WAIT, "version 2 current and mnist-1 removed", || async {
         let md = mds.get("mnist").await.ok()?;
-        let status = md.status.clone()?;
         let old_gone = deployments.get_opt("mnist-1").await.ok()?.is_none();
-        (status.current_version.as_deref() == Some("2")
-            && ready_replicas(&md) == (true, 2)
-            && old_gone)
-            .then_some(())
+        (ready(&md, "2", 2) && old_gone).then_some(())
     })
     .await;
     let new = deployments
@@ -213,6 +246,21 @@ async fn model_deployment_serves_real_predictions_and_heals() {
         .await
         .expect("Deployment mnist-2");
     assert_eq!(new.status.and_then(|s| s.ready_replicas), Some(2));
+    wait_until(WAIT, "only version 2 pods", || async {
+        let list = pods.list(&ListParams::default()).await.ok()?;
+        list.items
+            .iter()
+            .all(|p| {
+                p.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get("sconce.dev/version"))
+                    == Some(&"2".into())
+            })
+            .then_some(())
+    })
+    .await;
+    check_predictions(&base, &model_dir, "2").await;
 
     kubectl_ok(
         &[

@@ -1,5 +1,5 @@
-//! The operator against a real kube-apiserver + controller-manager (no pods run here: that is
-//! the end-to-end test's job). Each test has its own namespace and its own operator.
+//! The operator against a real kube-apiserver + controller-manager, with its pods on the test
+//! plane's real node. Each test has its own namespace and its own operator.
 mod common;
 
 use std::time::Duration;
@@ -13,17 +13,6 @@ use kube::api::{Api, ListParams};
 use sconce::crd::ModelDeployment;
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn condition<'a>(
-    md: &'a ModelDeployment,
-    type_: &str,
-) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
-    md.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crd_installs_and_is_established() {
@@ -80,10 +69,7 @@ async fn example_manifest_creates_children_that_follow_the_spec() {
     assert_eq!(spec.replicas, Some(2));
     let pod = spec.template.spec.clone().expect("pod spec");
     let c = &pod.containers[0];
-    assert_eq!(
-        c.image.as_deref(),
-        Some("ghcr.io/sconce-dev/sconce-server:0.1.0")
-    );
+    assert_eq!(c.image.as_deref(), Some(TEST_SERVER_IMAGE));
     let args = c.args.clone().expect("args");
     assert!(
         args.windows(2).any(|w| w == ["--model-dir", "/mnt/models"]),
@@ -125,17 +111,16 @@ async fn example_manifest_creates_children_that_follow_the_spec() {
         "mnist"
     );
 
-    // Status: observedGeneration + conditions, Progressing (no pods can run in this test).
-    let md = wait_until(WAIT, "status", || async {
+    // Status: observedGeneration + conditions; the pods run on the test plane's node.
+    let md = wait_until(WAIT, "status Ready", || async {
         let md = mds.get("mnist").await.ok()?;
         let s = md.status.as_ref()?;
-        (s.observed_generation == md.metadata.generation && s.conditions.len() == 3).then_some(md)
+        (s.observed_generation == md.metadata.generation
+            && condition(&md, "Ready")?.status == "True")
+            .then_some(md)
     })
     .await;
-    assert_eq!(
-        condition(&md, "Ready").map(|c| c.status.as_str()),
-        Some("False")
-    );
+    assert_eq!(md.status.as_ref().map(|s| s.ready_replicas), Some(2));
     assert_eq!(
         condition(&md, "Degraded").map(|c| c.status.as_str()),
         Some("False")
@@ -214,14 +199,14 @@ async fn reapplying_the_same_manifest_writes_nothing() {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     let services: Api<Service> = Api::namespaced(client.clone(), &ns);
 
-    // Let the controller-manager settle the Deployment (ReplicaSet, pods created, Pending).
+    // Let the pods become ready, so nothing changes any more.
     let settled = || async {
         let md = mds.get("mnist").await.ok()?;
         let d = deployments.get("mnist-1").await.ok()?;
         let ds = d.status.clone()?;
         let ok = md.status.as_ref()?.observed_generation == md.metadata.generation
             && ds.observed_generation == d.metadata.generation
-            && ds.replicas == Some(2);
+            && condition(&md, "Ready")?.status == "True";
         ok.then_some(())
     };
     wait_until(WAIT, "settled", settled).await;
@@ -282,11 +267,10 @@ async fn invalid_spec_is_degraded_with_a_warning_and_touches_nothing() {
         &["apply", "-n", &ns, "-f", "-"],
         Some(&example("mnist.yaml", None)),
     );
-    // Wait until the controller-manager has finished updating the Deployment's status.
-    wait_until(WAIT, "Deployment settled", || async {
-        let d = deployments.get_opt("mnist-1").await.ok().flatten()?;
-        let s = d.status.clone()?;
-        (s.observed_generation == d.metadata.generation && s.replicas == Some(2)).then_some(())
+    // Wait until the pods serve, so the Deployment's status stops changing.
+    wait_until(WAIT, "mnist Ready", || async {
+        let md = mds.get("mnist").await.ok()?;
+        (condition(&md, "Ready")?.status == "True").then_some(())
     })
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -423,6 +407,14 @@ async fn schema_rejects_out_of_range_values() {
             "spec.model.version",
         ),
         ("runtime: {port: 70000}", "spec.runtime.port"),
+        (
+            "model: {version: 'V2', uri: 'file:///m', format: bert}",
+            "spec.model.version",
+        ),
+        (
+            "model: {version: '1.0-', uri: 'file:///m', format: bert}",
+            "spec.model.version",
+        ),
     ];
     for (fragment, field) in cases {
         let model = if fragment.starts_with("model") {

@@ -3,7 +3,6 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use sconce_devtools::model_fixture::{ModelSpec, write_model};
-use sconce_devtools::node_agent::{self, AgentArgs};
 
 /// Sconce development tools.
 #[derive(Parser)]
@@ -15,8 +14,6 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Play scheduler + kubelet: run sconce-server pods as local processes.
-    NodeAgent(AgentArgs),
     /// Write a deterministic random `sequential` model (config.json + model.safetensors).
     MakeModel {
         #[arg(long)]
@@ -43,7 +40,6 @@ async fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::NodeAgent(args) => node_agent::run(args).await,
         Command::MakeModel {
             out,
             input_size,

@@ -1,9 +1,8 @@
-//! Helpers for integration tests that need a control plane, the node agent and built binaries.
-//! Used by this crate's tests; the operator's end-to-end tests can use them too.
+//! Helpers for integration tests that need a Kubernetes plane (hack/k8s.sh), built binaries and
+//! model files the serving pods can read.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
@@ -26,9 +25,26 @@ pub fn workspace_root() -> PathBuf {
         })
 }
 
-fn target_dir() -> PathBuf {
+/// The cargo target directory (`CARGO_TARGET_DIR` or `<workspace>/target`).
+pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| workspace_root().join("target"), PathBuf::from)
+}
+
+/// Make a model directory readable by the serving pods' non-root user (65532): directories
+/// 0755, files 0644. Temporary directories are created 0700.
+pub fn make_world_readable(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            make_world_readable(&path)?;
+        } else {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))?;
+        }
+    }
+    Ok(())
 }
 
 /// `cargo build -p <package> --bin <bin>` (a no-op when fresh) and the debug binary's path.
@@ -54,8 +70,8 @@ pub fn build_binary(package: &str, bin: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// A control plane for tests: `SCONCE_TEST_KUBECONFIG` when set, else a private one started with
-/// `hack/k8s.sh start` in a temporary directory and stopped on drop.
+/// A Kubernetes plane for tests: `SCONCE_TEST_KUBECONFIG` when set, else a private one started
+/// with `hack/k8s.sh start` in a temporary directory and stopped on drop.
 pub struct TestCluster {
     pub kubeconfig: PathBuf,
     private: Option<tempfile::TempDir>,
@@ -69,6 +85,11 @@ impl TestCluster {
                 private: None,
             });
         }
+        Self::start_private()
+    }
+
+    /// A plane of the test's own (for tests that break it, e.g. stop its kubelet).
+    pub fn start_private() -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("sconce-k8s-")
             .tempdir()
@@ -94,6 +115,11 @@ impl TestCluster {
     pub async fn client(&self) -> Result<kube::Client> {
         client_from_kubeconfig(&self.kubeconfig).await
     }
+
+    /// The plane's run directory (pid files, logs, the containerd socket).
+    pub fn dir(&self) -> Option<&Path> {
+        self.kubeconfig.parent()
+    }
 }
 
 /// A client for the cluster a kubeconfig file describes (its current context).
@@ -118,90 +144,4 @@ impl Drop for TestCluster {
                 .status();
         }
     }
-}
-
-/// What to pass to `sconce-dev node-agent`.
-#[derive(Clone, Debug)]
-pub struct AgentOptions {
-    pub kubeconfig: PathBuf,
-    pub namespace: Option<String>,
-    pub node_name: String,
-    /// Distinct per concurrently running agent, e.g. `127.0.42`.
-    pub ip_prefix: String,
-    pub server_binary: Option<PathBuf>,
-    pub log_dir: Option<PathBuf>,
-}
-
-/// A running node agent; SIGTERM (which stops its pods' processes) on drop.
-pub struct AgentProcess {
-    child: Child,
-}
-
-impl AgentProcess {
-    pub fn spawn(agent_binary: &Path, options: &AgentOptions) -> Result<Self> {
-        let mut command = Command::new(agent_binary);
-        command
-            .arg("node-agent")
-            .arg("--kubeconfig")
-            .arg(&options.kubeconfig)
-            .args([
-                "--node-name",
-                &options.node_name,
-                "--ip-prefix",
-                &options.ip_prefix,
-            ]);
-        if let Some(ns) = &options.namespace {
-            command.args(["--namespace", ns]);
-        }
-        if let Some(bin) = &options.server_binary {
-            command.arg("--server-binary").arg(bin);
-        }
-        if let Some(dir) = &options.log_dir {
-            command.arg("--log-dir").arg(dir);
-        }
-        let child = command
-            .spawn()
-            .with_context(|| format!("starting {}", agent_binary.display()))?;
-        Ok(Self { child })
-    }
-
-    pub fn id(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for AgentProcess {
-    fn drop(&mut self) {
-        if let Ok(pid) = i32::try_from(self.child.id()) {
-            // SAFETY: kill(2) on our own child, not yet reaped.
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-            }
-        }
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Pids of local processes started with `SCONCE_HOST=<ip>`, i.e. the servers of the pod with that IP.
-pub fn pids_serving_ip(ip: &str) -> Vec<u32> {
-    let needle = format!("SCONCE_HOST={ip}");
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == needle.as_bytes()))
-        })
-        .collect()
 }

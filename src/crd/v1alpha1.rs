@@ -72,9 +72,14 @@ pub struct ModelSpec {
     )]
     pub name: Option<String>,
 
-    /// Version label of the model, e.g. `"3"` or `"2024-06-01"`. Changing it rolls out a new
-    /// Deployment `<name>-<version>`. Lower-case letters, digits, `.`, `-` and `_` (turned into `-`).
-    #[schemars(length(min = 1, max = 40))]
+    /// Version label of the model, e.g. `"3"`, `"1.2.0"` or `"2024-06-01"`. Changing it rolls out
+    /// a new Deployment `<name>-<version>`. Lower-case letters, digits, `.`, `-` and `_`, starting
+    /// and ending with a letter or digit; `.` and `_` become `-` in object names, so `1.0` and
+    /// `1-0` name the same Deployment.
+    #[schemars(
+        length(min = 1, max = 40),
+        regex(pattern = r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$")
+    )]
     pub version: String,
 
     /// Where the model directory lives: `file:///abs/path` (a directory on the node),

@@ -1,6 +1,9 @@
 //! Thin API glue: server-side apply with one field manager, status patches, cleanup.
+use std::collections::BTreeMap;
+
 use k8s_openapi::NamespaceResourceScope;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::{Client, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -59,38 +62,38 @@ pub async fn patch_status(
     status: &ModelDeploymentStatus,
 ) -> Result<()> {
     let patch = Patch::Merge(StatusPatch { status });
-    api.patch_status(name, &PatchParams::default(), &patch)
-        .await?;
+    api.patch_status(name, &manager_params(), &patch).await?;
     Ok(())
 }
 
-/// Names of objects matching `selector` in `namespace`.
-pub async fn list_names<K>(
+/// Params for non-apply patches, so managedFields name Sconce instead of `unknown`.
+fn manager_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    }
+}
+
+/// Make a Service's selector exactly `desired`. Server-side apply cannot remove keys another
+/// field manager added, so this merge patch sets each such key of `live` to null.
+pub async fn replace_service_selector(
     client: &Client,
     namespace: &str,
-    selector: &str,
-) -> Result<Vec<(String, Option<String>)>>
-where
-    K: NamespacedObject,
-{
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    let list = api
-        .list_metadata(&ListParams::default().labels(selector))
-        .await?;
-    Ok(list
-        .items
+    name: &str,
+    live: Option<&BTreeMap<String, String>>,
+    desired: &BTreeMap<String, String>,
+) -> Result<()> {
+    let mut selector: BTreeMap<&str, Option<&str>> = live
         .into_iter()
-        .filter_map(|o| {
-            let owner = o
-                .metadata
-                .owner_references
-                .unwrap_or_default()
-                .into_iter()
-                .find(|r| r.controller == Some(true))
-                .map(|r| r.uid);
-            o.metadata.name.map(|n| (n, owner))
-        })
-        .collect())
+        .flatten()
+        .map(|(k, _)| (k.as_str(), None))
+        .collect();
+    selector.extend(desired.iter().map(|(k, v)| (k.as_str(), Some(v.as_str()))));
+    let patch = serde_json::json!({"spec": {"selector": selector}});
+    let api: Api<Service> = Api::namespaced(client.clone(), namespace);
+    api.patch(name, &manager_params(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
 }
 
 /// Delete in the background; a concurrent deletion is not an error.

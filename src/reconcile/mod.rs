@@ -1,32 +1,37 @@
-//! The reconcile pipeline: validate (pure) -> build (pure) -> apply -> status.
+//! The reconcile pipeline: validate (pure) -> build (pure) -> apply -> observe -> status.
 pub mod apply;
 pub mod build;
+mod children;
+mod controller;
+pub mod events;
+pub mod observe;
+pub mod pods;
 pub mod status;
 pub mod validate;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, ListParams};
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::watcher;
+use kube::api::Api;
+use kube::runtime::controller::Action;
 use kube::{Client, Resource, ResourceExt};
 use tracing::{info, instrument, warn};
 
-use crate::crd::ModelDeployment;
+use crate::crd::{ModelDeployment, ModelDeploymentStatus};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use build::BuildConfig;
+pub use controller::{Stores, run};
+use status::Transition;
 
 /// Periodic re-check of healthy objects, in case a watch event was missed.
 const RESYNC: Duration = Duration::from_secs(300);
+/// How long after a pod turns ready its absence from the Service's endpoints is still normal.
+const ENDPOINTS_LAG: Duration = Duration::from_secs(10);
+/// Re-check while pods start, so a cause only visible in Events is found within seconds.
+const STARTING_RECHECK: Duration = Duration::from_secs(5);
 const BACKOFF_BASE: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(120);
 
@@ -34,31 +39,26 @@ pub struct Context {
     pub client: Client,
     pub config: BuildConfig,
     pub metrics: Arc<Metrics>,
-    pub recorder: Recorder,
+    pub events: events::Publisher,
+    pub stores: Stores,
     /// Consecutive transient failures per object, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
 
 impl Context {
-    pub fn new(client: Client, config: BuildConfig, metrics: Arc<Metrics>) -> Self {
-        let reporter = Reporter {
-            controller: "sconce".into(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
+    pub fn new(client: Client, config: BuildConfig, metrics: Arc<Metrics>, stores: Stores) -> Self {
         Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: events::Publisher::new(client.clone()),
             client,
             config,
             metrics,
+            stores,
             failures: Mutex::new(HashMap::new()),
         }
     }
 
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
-        match self.failures.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        self.failures.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -79,8 +79,9 @@ pub async fn reconcile(md: Arc<ModelDeployment>, ctx: Arc<Context>) -> Result<Ac
 }
 
 async fn reconcile_inner(md: &ModelDeployment, ctx: &Context) -> Result<Action> {
+    // Observations below come from the caches; a half-filled cache would misreport.
+    ctx.stores.ready().await;
     let namespace = md.namespace().ok_or(Error::MissingObjectKey("namespace"))?;
-    let name = md.name_any();
     let api: Api<ModelDeployment> = Api::namespaced(ctx.client.clone(), &namespace);
     let now = Time(k8s_openapi::jiff::Timestamp::now());
 
@@ -89,88 +90,69 @@ async fn reconcile_inner(md: &ModelDeployment, ctx: &Context) -> Result<Action> 
         Err(invalid) => {
             // Permanent: report, touch no children, wait for the user's next edit.
             let desired = status::invalid_status(md, &invalid, &now);
-            write_status(md, &api, &name, desired, ctx).await?;
+            write_status(md, &api, desired, ctx, Vec::new()).await?;
             return Err(invalid.into());
         }
     };
-
     let owner = md
         .controller_owner_ref(&())
         .ok_or(Error::MissingObjectKey("uid"))?;
-    let deployment = build::deployment(md, &model, &ctx.config, owner.clone());
-    let service = build::service(&model, owner.clone());
-    let deployment = apply::apply(&ctx.client, &deployment).await?;
-    apply::apply::<Service>(&ctx.client, &service).await?;
 
-    let desired = status::valid_status(md, &model, Some(&deployment), &now);
-    if status::is_ready(&desired) {
-        remove_old_versions(ctx, &namespace, &model, &owner.uid).await?;
+    let mut notes: Vec<Transition> = Vec::new();
+    let outcome = children::apply_all(ctx, md, &model, owner.clone(), &mut notes).await?;
+    let pods = children::pods_of_version(&ctx.stores, &model);
+    let pod_problem = children::pod_problem(ctx, &model, &pods).await?;
+    let endpoints = children::endpoints(&ctx.stores, &model);
+    let seen = status::Observation {
+        deployment: outcome.deployment.as_ref(),
+        serving_endpoints: observe::serving_endpoints(
+            endpoints.as_deref(),
+            pods.iter().map(|p| p.as_ref()),
+        ),
+        endpoints_may_lag: observe::endpoints_may_lag(
+            pods.iter().map(|p| p.as_ref()),
+            now.0,
+            ENDPOINTS_LAG,
+        ),
+        pod_problem: pod_problem.as_ref(),
+        apply_problem: outcome.refusal.as_ref().map(|r| &r.problem),
+    };
+    let desired = status::valid_status(md, &model, &seen, &now);
+    let ready = status::is_ready(&desired);
+    if ready {
+        children::remove_old_versions(ctx, &model, &owner.uid, &mut notes).await?;
     }
-    write_status(md, &api, &name, desired, ctx).await?;
-    Ok(Action::requeue(RESYNC))
+    write_status(md, &api, desired, ctx, notes).await?;
+    let starting = !ready && pod_problem.is_none() && !pods.is_empty();
+    match outcome.refusal {
+        Some(refusal) => Err(Error::Refused {
+            problem: refusal.problem,
+            permanent: refusal.permanent,
+        }),
+        // A pod stuck creating its containers changes nothing that would wake us: look again.
+        None if starting => Ok(Action::requeue(STARTING_RECHECK)),
+        None => Ok(Action::requeue(RESYNC)),
+    }
 }
 
-/// Once the current version is fully ready, Deployments of earlier versions go.
-async fn remove_old_versions(
-    ctx: &Context,
-    namespace: &str,
-    model: &validate::ValidModel,
-    owner_uid: &str,
-) -> Result<()> {
-    let selector = format!("{}={}", build::INSTANCE_LABEL, model.instance);
-    let existing = apply::list_names::<Deployment>(&ctx.client, namespace, &selector).await?;
-    for (name, owner) in existing {
-        if name != model.deployment_name && owner.as_deref() == Some(owner_uid) {
-            info!(deployment = %name, "removing the previous version's Deployment");
-            apply::delete::<Deployment>(&ctx.client, namespace, &name).await?;
-        }
-    }
-    Ok(())
-}
-
-/// Write the status only when it changed, and publish events for condition transitions.
+/// Write the status only when it changed, then publish events for condition transitions and
+/// for what the reconcile did (`notes`).
 async fn write_status(
     md: &ModelDeployment,
     api: &Api<ModelDeployment>,
-    name: &str,
-    desired: crate::crd::ModelDeploymentStatus,
+    desired: ModelDeploymentStatus,
     ctx: &Context,
+    notes: Vec<Transition>,
 ) -> Result<()> {
     let current = md.status.clone().unwrap_or_default();
-    if current == desired {
-        return Ok(());
+    if current != desired {
+        apply::patch_status(api, &md.name_any(), &desired).await?;
     }
-    apply::patch_status(api, name, &desired).await?;
-    let reference = md.object_ref(&());
-    for t in status::transitions(&current.conditions, &desired.conditions) {
-        let event = Event {
-            type_: if t.warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: t.reason,
-            note: Some(truncate(&t.note, 1000)),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        // An event that cannot be published must not fail the reconcile.
-        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
-            warn!(error = %e, "publishing event failed");
-        }
+    let changes = status::transitions(&current.conditions, &desired.conditions);
+    for t in notes.iter().chain(&changes) {
+        ctx.events.publish(md, t).await;
     }
     Ok(())
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_string()
 }
 
 pub fn error_policy(md: Arc<ModelDeployment>, error: &Error, ctx: Arc<Context>) -> Action {
@@ -195,51 +177,6 @@ pub fn backoff_delay(attempt: u32) -> Duration {
     BACKOFF_BASE
         .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(10)))
         .min(BACKOFF_MAX)
-}
-
-/// Run the controller until shutdown. `namespace: None` watches every namespace.
-pub async fn run(
-    client: Client,
-    namespace: Option<String>,
-    config: BuildConfig,
-    metrics: Arc<Metrics>,
-    ready: Arc<AtomicBool>,
-) -> anyhow::Result<()> {
-    let (mds, deployments, services): (Api<ModelDeployment>, Api<Deployment>, Api<Service>) =
-        match &namespace {
-            Some(ns) => (
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-            ),
-            None => (
-                Api::all(client.clone()),
-                Api::all(client.clone()),
-                Api::all(client.clone()),
-            ),
-        };
-    // Fails fast with a clear message when the CRD is not installed.
-    mds.list(&ListParams::default().limit(1)).await.map_err(|e| {
-        anyhow::anyhow!("cannot list ModelDeployments (is the CRD installed? `sconce crd | kubectl apply -f -`): {e}")
-    })?;
-    ready.store(true, Ordering::Relaxed);
-    let ctx = Arc::new(Context::new(client, config, metrics));
-    let children = watcher::Config::default().labels(&format!(
-        "app.kubernetes.io/managed-by={}",
-        build::MANAGED_BY
-    ));
-    Controller::new(mds, watcher::Config::default())
-        .owns(deployments, children.clone())
-        .owns(services, children)
-        .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "reconcile loop");
-            }
-        })
-        .await;
-    Ok(())
 }
 
 #[cfg(test)]
@@ -274,5 +211,12 @@ mod tests {
         assert!(!api(500).is_permanent());
         assert_eq!(api(500).category(), "ApiRejected");
         assert!(!Error::MissingObjectKey("uid").is_permanent());
+        let refused = |permanent| Error::Refused {
+            problem: status::Problem::new("ServiceRejected", "no"),
+            permanent,
+        };
+        assert!(refused(true).is_permanent());
+        assert!(!refused(false).is_permanent());
+        assert_eq!(refused(true).category(), "ServiceRejected");
     }
 }

@@ -1,6 +1,8 @@
 //! Shared harness for tests against a real kube-apiserver (see hack/k8s.sh).
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod node;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::AtomicBool;
@@ -8,9 +10,12 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Client;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use sconce::crd::ModelDeployment;
 use sconce::metrics::Metrics;
 use sconce::reconcile;
 
@@ -150,6 +155,25 @@ pub async fn delete_namespace(client: &Client, name: &str) {
     let _ = api.delete(name, &DeleteParams::background()).await;
 }
 
+/// The server image `hack/images.sh` builds and the test plane's node has loaded.
+pub const TEST_SERVER_IMAGE: &str = "localhost/sconce-server:dev";
+
+/// A `sequential` model directory the serving pods (uid 65532) can read, made once per test
+/// binary under the target dir (hostPath volumes mount it into the pods).
+pub fn shared_model_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = sconce_devtools::testing::target_dir()
+            .join("sconce-test-models")
+            .join(format!("mnist-{}", std::process::id()));
+        sconce_devtools::model_fixture::write_model(&dir, &Default::default())
+            .expect("writing the test model");
+        sconce_devtools::testing::make_world_readable(&dir).expect("chmod model");
+        dir
+    })
+    .clone()
+}
+
 /// An in-process operator watching one namespace.
 pub struct Operator {
     pub metrics: Arc<Metrics>,
@@ -160,7 +184,7 @@ impl Operator {
     pub async fn start(client: &Client, namespace: &str) -> Operator {
         let metrics = Arc::new(Metrics::default());
         let config = reconcile::build::BuildConfig {
-            server_image: "ghcr.io/sconce-dev/sconce-server:test".into(),
+            server_image: TEST_SERVER_IMAGE.into(),
         };
         let (c, ns, m) = (client.clone(), namespace.to_string(), metrics.clone());
         let handle = tokio::spawn(async move {
@@ -201,15 +225,83 @@ where
     }
 }
 
-/// An example manifest with its uri replaced, ready for `kubectl apply -f -`.
+/// An example manifest ready for `kubectl apply -f -` on the test plane: its model uri points at
+/// `uri` (default: [`shared_model_dir`]) and its image at the locally built one, so no pod
+/// ever tries to pull from a registry.
 pub fn example(name: &str, uri: Option<&Path>) -> String {
     let text =
         std::fs::read_to_string(repo_root().join("examples").join(name)).expect("example exists");
-    match uri {
-        Some(dir) => text.replace(
-            "file:///var/lib/sconce/models/mnist",
-            &format!("file://{}", dir.display()),
-        ),
-        None => text,
-    }
+    let dir = uri.map_or_else(shared_model_dir, Path::to_path_buf);
+    text.replace(
+        "file:///var/lib/sconce/models/mnist",
+        &format!("file://{}", dir.display()),
+    )
+    .replace("ghcr.io/sconce-dev/sconce-server:0.1.0", TEST_SERVER_IMAGE)
+}
+
+/// A condition of a ModelDeployment's status.
+pub fn condition<'a>(md: &'a ModelDeployment, type_: &str) -> Option<&'a Condition> {
+    md.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+}
+
+/// Waits until `name`'s status describes its current generation and satisfies `check`.
+pub async fn wait_status(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    timeout: Duration,
+    what: &str,
+    check: impl Fn(&ModelDeployment) -> bool,
+) -> ModelDeployment {
+    let mds: Api<ModelDeployment> = Api::namespaced(client.clone(), ns);
+    wait_until(timeout, what, || async {
+        let md = mds.get(name).await.ok()?;
+        let current = md.status.as_ref()?.observed_generation == md.metadata.generation;
+        (current && check(&md)).then_some(md)
+    })
+    .await
+}
+
+/// `type` is `status` with `reason`.
+pub fn has_condition(md: &ModelDeployment, type_: &str, status: &str, reason: &str) -> bool {
+    condition(md, type_).is_some_and(|c| c.status == status && c.reason == reason)
+}
+
+/// events.k8s.io events about the object named `name`, oldest first.
+pub async fn events_about(client: &Client, ns: &str, name: &str) -> Vec<Event> {
+    let api: Api<Event> = Api::namespaced(client.clone(), ns);
+    let mut events: Vec<Event> = api
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .collect();
+    events.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
+    events
+}
+
+/// Waits for an event about `name` with `type_` and `reason`, and returns it.
+pub async fn wait_event(client: &Client, ns: &str, name: &str, type_: &str, reason: &str) -> Event {
+    wait_until(
+        Duration::from_secs(60),
+        &format!("{type_} event {reason} about {name}"),
+        || async {
+            events_about(client, ns, name)
+                .await
+                .into_iter()
+                .find(|e| e.type_.as_deref() == Some(type_) && e.reason.as_deref() == Some(reason))
+        },
+    )
+    .await
+}
+
+/// `kubectl describe` of a ModelDeployment (printed by tests, for humans reading the log).
+pub fn describe(ns: &str, name: &str) -> String {
+    kubectl_ok(&["describe", "-n", ns, "modeldeployment", name], None)
 }

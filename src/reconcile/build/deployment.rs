@@ -4,7 +4,7 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction,
     HostPathVolumeSource, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe,
-    SecurityContext, Volume, VolumeMount,
+    SeccompProfile, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -57,12 +57,19 @@ pub fn deployment(
         readiness_probe: Some(http_probe("/v2/health/ready", 2, 3)),
         liveness_probe: Some(http_probe("/v2/health/live", 10, 3)),
         volume_mounts: Some(mounts),
+        // The server's last log lines become the termination message when it fails, so the
+        // ModelDeployment's status can say why (e.g. a model file that is not there).
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
         security_context: Some(SecurityContext {
             run_as_non_root: Some(true),
             read_only_root_filesystem: Some(true),
             allow_privilege_escalation: Some(false),
             capabilities: Some(Capabilities {
                 drop: Some(vec!["ALL".into()]),
+                ..Default::default()
+            }),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
                 ..Default::default()
             }),
             ..Default::default()

@@ -1,8 +1,12 @@
 //! Pure validation of a `ModelDeployment` spec, beyond what the OpenAPI schema can express
 //! (Kubernetes 1.20 has no CEL rules). Each error names what to fix.
+mod k8s_rules;
+mod runtime;
+
 use thiserror::Error;
 
 use crate::crd::{ModelDeployment, ModelFormat};
+pub use k8s_rules::{dns1035_label, dns1123_label};
 
 /// Longest Deployment name we create: leaves room for the ReplicaSet hash and pod suffix so pod
 /// names stay valid DNS labels.
@@ -26,9 +30,23 @@ const SINGLE_FILE_EXTENSIONS: &[&str] = &[
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ValidationError {
     #[error(
-        "spec.model.version {0:?} must contain a letter or digit; use e.g. \"1\" or \"2024-06-01\""
+        "spec.model.version {0:?} must be lower-case letters, digits, '.', '-' or '_', starting \
+         and ending with a letter or digit, e.g. \"1\", \"1.2.0\" or \"2024-06-01\""
     )]
     InvalidVersion(String),
+    #[error(
+        "metadata.name {name:?} cannot name the model's Service: {why}; \
+         recreate the ModelDeployment under a name like \"digits\" or \"mnist-v2\""
+    )]
+    InvalidName { name: String, why: String },
+    /// A field Kubernetes itself would refuse in the serving pods' Deployment.
+    #[error("{field} {value:?} is invalid: {why}")]
+    Field {
+        reason: &'static str,
+        field: String,
+        value: String,
+        why: String,
+    },
     #[error(
         "the Deployment name {name:?} (<metadata.name>-<version>) is {len} characters; \
          shorten metadata.name or spec.model.version to at most {max} in total"
@@ -67,6 +85,8 @@ impl ValidationError {
     pub fn reason(&self) -> &'static str {
         match self {
             ValidationError::InvalidVersion(_) => "InvalidVersion",
+            ValidationError::InvalidName { .. } => "InvalidName",
+            ValidationError::Field { reason, .. } => reason,
             ValidationError::NameTooLong { .. } => "NameTooLong",
             ValidationError::UnsupportedUriScheme(_) => "UnsupportedUriScheme",
             ValidationError::MalformedUri { .. } => "MalformedUri",
@@ -102,6 +122,18 @@ pub struct ValidModel {
     pub source: ModelSource,
 }
 
+/// The documented (and schema-enforced) version pattern `^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$`;
+/// checked here too because a CRD installed by an older operator may lack the pattern.
+fn is_version_label(version: &str) -> bool {
+    let b = version.as_bytes();
+    let edge = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    !b.is_empty()
+        && edge(b[0])
+        && edge(b[b.len() - 1])
+        && b.iter()
+            .all(|&c| edge(c) || matches!(c, b'.' | b'_' | b'-'))
+}
+
 /// Lower-case, `[a-z0-9-]`, no leading/trailing dash: safe in names and label values.
 pub fn version_slug(version: &str) -> String {
     let mapped: String = version
@@ -126,10 +158,14 @@ pub fn validate(md: &ModelDeployment) -> Result<ValidModel, ValidationError> {
     let namespace = md.metadata.namespace.clone().unwrap_or_default();
     let model = &md.spec.model;
 
-    let version_slug = version_slug(&model.version);
-    if version_slug.is_empty() {
+    dns1035_label(&instance).map_err(|why| ValidationError::InvalidName {
+        name: instance.clone(),
+        why,
+    })?;
+    if !is_version_label(&model.version) {
         return Err(ValidationError::InvalidVersion(model.version.clone()));
     }
+    let version_slug = version_slug(&model.version);
     let deployment_name = format!("{instance}-{version_slug}");
     if deployment_name.len() > MAX_DEPLOYMENT_NAME {
         return Err(ValidationError::NameTooLong {
@@ -141,6 +177,9 @@ pub fn validate(md: &ModelDeployment) -> Result<ValidModel, ValidationError> {
 
     let source = parse_source(&model.uri, model.sha256.as_deref())?;
     check_format_matches(model.format, &model.uri)?;
+    if let Some(runtime) = &md.spec.runtime {
+        runtime::check(runtime)?;
+    }
 
     Ok(ValidModel {
         served_name: md.served_name(),
@@ -186,7 +225,7 @@ fn parse_source(uri: &str, sha256: Option<&str>) -> Result<ModelSource, Validati
         }
         "pvc" => {
             let (claim, sub_path) = rest.split_once('/').unwrap_or((rest, ""));
-            if !is_dns_label(claim) {
+            if dns1123_label(claim).is_err() {
                 return Err(malformed(
                     "the claim name must be a DNS label: pvc://<claim>/<path>",
                 ));
@@ -242,142 +281,5 @@ fn check_format_matches(format: ModelFormat, uri: &str) -> Result<(), Validation
     })
 }
 
-fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn md(yaml: &str) -> ModelDeployment {
-        serde_yaml::from_str(yaml).expect("fixture parses")
-    }
-
-    fn with_model(model: &str) -> ModelDeployment {
-        md(&format!(
-            "apiVersion: sconce.dev/v1alpha1\nkind: ModelDeployment\n\
-             metadata: {{name: mnist, namespace: ml}}\nspec:\n  model: {model}\n"
-        ))
-    }
-
-    #[test]
-    fn valid_file_model() {
-        let m = validate(&with_model(
-            "{version: '1.2', uri: 'file:///models/mnist/', format: sequential}",
-        ))
-        .expect("valid");
-        assert_eq!(m.deployment_name, "mnist-1-2");
-        assert_eq!(m.served_name, "mnist");
-        assert_eq!(m.namespace, "ml");
-        assert_eq!(
-            m.source,
-            ModelSource::HostPath {
-                path: "/models/mnist".into()
-            }
-        );
-    }
-
-    #[test]
-    fn pvc_and_download_sources() {
-        let m = validate(&with_model(
-            "{name: digits, version: v2, uri: 'pvc://models/digits/v2', format: sequential}",
-        ))
-        .expect("valid");
-        assert_eq!(m.served_name, "digits");
-        assert_eq!(
-            m.source,
-            ModelSource::Pvc {
-                claim: "models".into(),
-                sub_path: "digits/v2".into()
-            }
-        );
-        let sha = "A".repeat(64);
-        let m = validate(&with_model(&format!(
-            "{{version: '3', uri: 's3://bucket/minilm', format: bert, sha256: {sha}}}"
-        )))
-        .expect("valid");
-        assert_eq!(
-            m.source,
-            ModelSource::Download {
-                uri: "s3://bucket/minilm".into(),
-                sha256: Some("a".repeat(64))
-            }
-        );
-    }
-
-    #[test]
-    fn version_slugs() {
-        assert_eq!(version_slug("1.0.0"), "1-0-0");
-        assert_eq!(version_slug("V2__beta"), "v2-beta");
-        assert_eq!(version_slug("--x--"), "x");
-        assert_eq!(version_slug("..."), "");
-    }
-
-    #[test]
-    fn rejects_bad_inputs_with_reasons() {
-        let cases = [
-            (
-                "{version: '...', uri: 'file:///m', format: sequential}",
-                "InvalidVersion",
-            ),
-            (
-                "{version: '1', uri: 'ftp://host/m', format: sequential}",
-                "UnsupportedUriScheme",
-            ),
-            (
-                "{version: '1', uri: '/models/m', format: sequential}",
-                "UnsupportedUriScheme",
-            ),
-            (
-                "{version: '1', uri: 'file://relative/m', format: sequential}",
-                "MalformedUri",
-            ),
-            (
-                "{version: '1', uri: 'file:///a/../etc', format: sequential}",
-                "MalformedUri",
-            ),
-            (
-                "{version: '1', uri: 'pvc://Bad_Claim/m', format: sequential}",
-                "MalformedUri",
-            ),
-            (
-                "{version: '1', uri: 'https:///m', format: sequential}",
-                "MalformedUri",
-            ),
-            (
-                "{version: '1', uri: 'https://h/model.h5', format: sequential}",
-                "FormatMismatch",
-            ),
-            (
-                "{version: '1', uri: 'file:///m/model.onnx', format: bert}",
-                "FormatMismatch",
-            ),
-            (
-                "{version: '1', uri: 'file:///m', format: sequential, sha256: 'ab'}",
-                "Sha256NotApplicable",
-            ),
-        ];
-        for (model, reason) in cases {
-            let err = validate(&with_model(model)).expect_err(model);
-            assert_eq!(err.reason(), reason, "{model}: {err}");
-            assert!(!err.to_string().is_empty());
-        }
-    }
-
-    #[test]
-    fn rejects_names_that_would_break_pod_names() {
-        let mut m = with_model(
-            "{version: 'a-very-long-version-label-2024', uri: 'file:///m', format: sequential}",
-        );
-        m.metadata.name = Some("a-rather-long-model-deployment".into());
-        let err = validate(&m).expect_err("too long");
-        assert_eq!(err.reason(), "NameTooLong");
-        assert!(err.to_string().contains("at most 47"), "{err}");
-    }
-}
+mod tests;

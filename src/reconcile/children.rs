@@ -1,0 +1,241 @@
+//! The ModelDeployment's children: applying them (never over someone else's object), reading
+//! them back from the caches, retiring old versions.
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Endpoints, Event, Pod, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::ResourceExt;
+use kube::api::{Api, ListParams};
+use kube::runtime::reflector::{ObjectRef, Store};
+use serde::Serialize;
+use tracing::info;
+
+use super::apply::{self, NamespacedObject};
+use super::build::{self, INSTANCE_LABEL, VERSION_LABEL};
+use super::status::{Problem, Transition};
+use super::validate::ValidModel;
+use super::{Context, Stores};
+use super::{observe, pods};
+use crate::crd::ModelDeployment;
+use crate::error::{Error, Result};
+
+/// A child the apiserver refused, or whose name belongs to someone else.
+#[derive(Debug)]
+pub struct Refusal {
+    pub problem: Problem,
+    /// Only a spec change can help (the apiserver found the object invalid).
+    pub permanent: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The current version's Deployment as the apiserver stored it.
+    pub deployment: Option<Deployment>,
+    /// The first refusal; the reconcile reports it and fails with it.
+    pub refusal: Option<Refusal>,
+}
+
+/// Apply the current version's Deployment and the Service. Transient API failures are errors;
+/// refusals are returned in the outcome so the status can report them.
+pub async fn apply_all(
+    ctx: &Context,
+    md: &ModelDeployment,
+    model: &ValidModel,
+    owner: OwnerReference,
+    notes: &mut Vec<Transition>,
+) -> Result<Outcome> {
+    let uid = owner.uid.clone();
+    let mut outcome = Outcome::default();
+    let deployment = build::deployment(md, model, &ctx.config, owner.clone());
+    match apply_child(
+        ctx,
+        &ctx.stores.deployments,
+        &deployment,
+        "Deployment",
+        &uid,
+    )
+    .await?
+    {
+        Ok(applied) => outcome.deployment = Some(applied),
+        Err(refusal) => outcome.refusal = Some(refusal),
+    }
+    let service = build::service(model, owner);
+    let before = ctx.stores.services.get(&object_ref(&service));
+    match apply_child(ctx, &ctx.stores.services, &service, "Service", &uid).await? {
+        Ok(applied) => restore_selector(ctx, model, before.as_deref(), &applied, notes).await?,
+        Err(refusal) => {
+            outcome.refusal.get_or_insert(refusal);
+        }
+    }
+    Ok(outcome)
+}
+
+fn object_ref<K: NamespacedObject>(object: &K) -> ObjectRef<K> {
+    let r = ObjectRef::new(&object.name_any());
+    match object.namespace() {
+        Some(ns) => r.within(&ns),
+        None => r,
+    }
+}
+
+/// Server-side apply `object` unless a same-named object belongs to someone else.
+async fn apply_child<K>(
+    ctx: &Context,
+    store: &Store<K>,
+    object: &K,
+    kind: &str,
+    our_uid: &str,
+) -> Result<Result<K, Refusal>>
+where
+    K: NamespacedObject + Serialize,
+{
+    let name = object.name_any();
+    let namespace = object.namespace().unwrap_or_default();
+    // The cache holds only objects labelled as Sconce's; anything else needs a look.
+    let existing = match store.get(&object_ref(object)) {
+        Some(cached) => Some(cached.meta().clone()),
+        None => Api::<K>::namespaced(ctx.client.clone(), &namespace)
+            .get_metadata_opt(&name)
+            .await?
+            .map(|m| m.metadata),
+    };
+    if let Some(problem) = existing
+        .as_ref()
+        .and_then(|meta| observe::ownership_problem(kind, meta, our_uid))
+    {
+        // Transient: the other object may go away; the backoff notices.
+        return Ok(Err(Refusal {
+            problem,
+            permanent: false,
+        }));
+    }
+    match apply::apply(&ctx.client, object).await {
+        Ok(applied) => Ok(Ok(applied)),
+        Err(Error::Kube(kube::Error::Api(status))) if refused(status.code) => Ok(Err(Refusal {
+            problem: Problem::new(
+                format!("{kind}Rejected"),
+                format!("the apiserver refused {kind} {name}: {}", status.message),
+            ),
+            permanent: matches!(status.code, 400 | 422),
+        })),
+        Err(e) => Err(e),
+    }
+}
+
+/// A 4xx that says our request is wrong or not allowed (reported to the user), as opposed to
+/// "not now" (404 while a namespace goes away, 408, 429: retried quietly).
+fn refused(code: u16) -> bool {
+    (400..500).contains(&code) && !matches!(code, 404 | 408 | 429)
+}
+
+/// Put back the Service selector when someone changed it. Server-side apply restores the
+/// values Sconce owns, but not keys another manager added, so those need a replace.
+async fn restore_selector(
+    ctx: &Context,
+    model: &ValidModel,
+    before: Option<&Service>,
+    applied: &Service,
+    notes: &mut Vec<Transition>,
+) -> Result<()> {
+    let desired = build::service_selector(model);
+    let live = |s: &Service| s.spec.as_ref().and_then(|spec| spec.selector.clone());
+    if let Some(before) = before
+        && let Some(note) =
+            observe::selector_drift(&model.instance, live(before).as_ref(), &desired)
+    {
+        notes.push(Transition::warning("ServiceSelectorRestored", note));
+    }
+    let after_apply = live(applied);
+    if after_apply.as_ref() != Some(&desired) {
+        apply::replace_service_selector(
+            &ctx.client,
+            &model.namespace,
+            &model.instance,
+            after_apply.as_ref(),
+            &desired,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The current version's pods, from the cache.
+pub fn pods_of_version(stores: &Stores, model: &ValidModel) -> Vec<Arc<Pod>> {
+    stores.pods.state_filter(|p| {
+        p.namespace().as_deref() == Some(model.namespace.as_str())
+            && p.labels().get(INSTANCE_LABEL) == Some(&model.instance)
+            && p.labels().get(VERSION_LABEL) == Some(&model.version_slug)
+    })
+}
+
+/// How long a scheduled pod may create its containers before its Events are read for a cause.
+const CREATING_GRACE: std::time::Duration = std::time::Duration::from_secs(8);
+
+/// Why the current version's pods cannot run: from their status, or for pods stuck creating
+/// their containers, from their Events (one list request, only then).
+pub async fn pod_problem(
+    ctx: &Context,
+    model: &ValidModel,
+    pods: &[Arc<Pod>],
+) -> Result<Option<Problem>> {
+    let pods: Vec<&Pod> = pods.iter().map(|p| p.as_ref()).collect();
+    if let Some(problem) = pods::diagnose(&pods) {
+        return Ok(Some(problem));
+    }
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let Some(stuck) = pods::stuck_creating(&pods, now, CREATING_GRACE)
+        .into_iter()
+        .next()
+    else {
+        return Ok(None);
+    };
+    let name = stuck.name_any();
+    let api: Api<Event> = Api::namespaced(ctx.client.clone(), &model.namespace);
+    let selector = format!("involvedObject.kind=Pod,involvedObject.name={name}");
+    let events = api.list(&ListParams::default().fields(&selector)).await?;
+    Ok(pods::problem_from_events(&name, &events.items))
+}
+
+/// The model Service's Endpoints, from the cache.
+pub fn endpoints(stores: &Stores, model: &ValidModel) -> Option<Arc<Endpoints>> {
+    stores
+        .endpoints
+        .get(&ObjectRef::new(&model.instance).within(&model.namespace))
+}
+
+/// Once the current version serves, Deployments of earlier versions go.
+pub async fn remove_old_versions(
+    ctx: &Context,
+    model: &ValidModel,
+    owner_uid: &str,
+    notes: &mut Vec<Transition>,
+) -> Result<()> {
+    let old = ctx.stores.deployments.state_filter(|d| {
+        d.namespace().as_deref() == Some(model.namespace.as_str())
+            && d.labels().get(INSTANCE_LABEL) == Some(&model.instance)
+            && d.name_any() != model.deployment_name
+            && d.metadata.deletion_timestamp.is_none()
+            && d.owner_references()
+                .iter()
+                .any(|r| r.controller == Some(true) && r.uid == owner_uid)
+    });
+    for deployment in old {
+        let name = deployment.name_any();
+        let version = deployment
+            .labels()
+            .get(VERSION_LABEL)
+            .cloned()
+            .unwrap_or_default();
+        info!(deployment = %name, "removing the previous version's Deployment");
+        apply::delete::<Deployment>(&ctx.client, &model.namespace, &name).await?;
+        notes.push(Transition::normal(
+            "VersionRetired",
+            format!(
+                "removed Deployment {name} (version {version}): version {} is serving",
+                model.version
+            ),
+        ));
+    }
+    Ok(())
+}
