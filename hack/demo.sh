@@ -71,6 +71,8 @@ kubectl get modeldeployments,deployments,pods,services -o wide 2>/dev/null
 
 step "V2 inference through the Service (ClusterIP, kube-proxy): the last 3 digits of the data set"
 CLUSTER_IP=$(kubectl get service digits -o jsonpath='{.spec.clusterIP}' 2>/dev/null)
+# kube-proxy programs a new Service's rules a moment after the apiserver has it
+for _ in $(seq 1 60); do curl -sf -m 2 "http://$CLUSTER_IP/v2/health/ready" >/dev/null && break; sleep 0.5; done
 python3 - "$DIGITS" "$CLUSTER_IP" <<'PY'
 import csv, json, sys, urllib.request
 rows = list(csv.DictReader(open(sys.argv[1])))[-3:]

@@ -179,6 +179,12 @@ async fn model_deployment_serves_real_predictions_on_a_real_node_and_heals() {
         .and_then(|s| s.cluster_ip)
         .expect("ClusterIP");
     let base = format!("http://{cluster_ip}:80");
+    // kube-proxy programs a new Service's rules a moment after the apiserver has it.
+    wait_until(WAIT, "kube-proxy to route the ClusterIP", || async {
+        let r = reqwest::get(format!("{base}/v2/health/ready")).await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
     check_predictions(&base, &model_dir, "1").await;
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);

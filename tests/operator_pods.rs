@@ -80,7 +80,7 @@ async fn pods_that_cannot_start_are_named_within_seconds() {
                 "  runtime: {nodeSelector: {sconce.dev/no-such-node: 'true'}}\n",
             ),
             "Unschedulable",
-            "didn't match node selector",
+            "0/1 nodes are available: 1 node(s) didn't match",
         ),
     ];
     let started = Instant::now();

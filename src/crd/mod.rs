@@ -4,13 +4,16 @@ pub mod v1alpha1;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 pub use v1alpha1::*;
 
-/// The CRD as the cluster gets it: what the Rust types generate, without `nullable` markers.
+/// The CRD as the cluster gets it: what the Rust types generate, adjusted so every field shows
+/// its type in `kubectl explain` on Kubernetes before 1.22, which publishes `/openapi/v2`
+/// without the type of nodes OpenAPI v2 cannot express:
 ///
-/// schemars marks every `Option<T>` field `nullable: true`. Kubernetes before 1.22 publishes such
-/// nodes to `/openapi/v2` without their type or properties (OpenAPI v2 has no `nullable`), so
-/// `kubectl explain` shows `<>` for them. The operator never writes `null` (unset fields are
-/// skipped when serialising), and the apiserver prunes an explicit `null` a user writes for a
-/// non-nullable field, so nothing is lost by dropping the marker.
+/// - `nullable: true` (schemars marks every `Option<T>` field so) is dropped. The operator never
+///   writes `null` (unset fields are skipped when serialising), and the apiserver prunes an
+///   explicit `null` a user writes for a non-nullable field, so nothing is lost.
+/// - an int-or-string field (a single quantity such as an env var's `divisor`) becomes a string;
+///   maps of quantities (`resources.limits`) keep accepting numbers (`cpu: 1`), as they already
+///   show as `map[string]`.
 pub fn crd() -> CustomResourceDefinition {
     use kube::CustomResourceExt;
     let mut crd = ModelDeployment::crd();
@@ -20,7 +23,7 @@ pub fn crd() -> CustomResourceDefinition {
             .as_mut()
             .and_then(|s| s.open_api_v3_schema.as_mut())
         {
-            drop_nullable(schema);
+            for_explain(schema);
         }
     }
     crd
@@ -30,7 +33,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
 };
 
-fn drop_nullable(schema: &mut JSONSchemaProps) {
+fn for_explain(schema: &mut JSONSchemaProps) {
     schema.nullable = None;
     let nested = schema
         .properties
@@ -40,15 +43,19 @@ fn drop_nullable(schema: &mut JSONSchemaProps) {
         .chain(schema.any_of.iter_mut().flatten())
         .chain(schema.one_of.iter_mut().flatten());
     for child in nested {
-        drop_nullable(child);
+        if child.x_kubernetes_int_or_string == Some(true) && child.type_.is_none() {
+            child.x_kubernetes_int_or_string = None;
+            child.type_ = Some("string".into());
+        }
+        for_explain(child);
     }
     match schema.items.as_mut() {
-        Some(JSONSchemaPropsOrArray::Schema(item)) => drop_nullable(item),
-        Some(JSONSchemaPropsOrArray::Schemas(items)) => items.iter_mut().for_each(drop_nullable),
+        Some(JSONSchemaPropsOrArray::Schema(item)) => for_explain(item),
+        Some(JSONSchemaPropsOrArray::Schemas(items)) => items.iter_mut().for_each(for_explain),
         None => {}
     }
     if let Some(JSONSchemaPropsOrBool::Schema(extra)) = schema.additional_properties.as_mut() {
-        drop_nullable(extra);
+        for_explain(extra);
     }
 }
 
@@ -81,7 +88,7 @@ mod tests {
             if schema.nullable.is_some() {
                 problems.push(format!("{path}: nullable"));
             }
-            let typed = schema.type_.is_some() || schema.x_kubernetes_int_or_string == Some(true);
+            let typed = schema.type_.is_some();
             if !typed {
                 problems.push(format!("{path}: no type"));
             }

@@ -118,20 +118,21 @@ fn node_stopped_reporting(name: &str, pod: &Pod) -> Option<Problem> {
 
 fn container_problem(pod: &str, c: &ContainerStatus) -> Option<Problem> {
     let state = c.state.as_ref()?;
+    let exit_text = |t: &k8s_openapi::api::core::v1::ContainerStateTerminated| {
+        let mut text = format!("last exit code {}", t.exit_code);
+        if let Some(reason) = t.reason.as_deref().filter(|r| *r != "Error") {
+            text.push_str(&format!(" ({reason})"));
+        }
+        if let Some(message) = t.message.as_deref().and_then(excerpt) {
+            text.push_str(&format!(": {message}"));
+        }
+        text
+    };
     let last_exit = c
         .last_state
         .as_ref()
         .and_then(|s| s.terminated.as_ref())
-        .map(|t| {
-            let mut text = format!("last exit code {}", t.exit_code);
-            if let Some(reason) = t.reason.as_deref().filter(|r| *r != "Error") {
-                text.push_str(&format!(" ({reason})"));
-            }
-            if let Some(message) = t.message.as_deref().and_then(excerpt) {
-                text.push_str(&format!(": {message}"));
-            }
-            text
-        });
+        .map(exit_text);
     if let Some(waiting) = &state.waiting {
         let reason = waiting.reason.as_deref()?;
         if !STUCK_WAITING_REASONS.contains(&reason) {
@@ -155,10 +156,22 @@ fn container_problem(pod: &str, c: &ContainerStatus) -> Option<Problem> {
             message,
         });
     }
-    // Between a crash and the kubelet's back-off the container shows as terminated.
+    // Between a crash and the kubelet's back-off the container shows as terminated. A container
+    // that was restarted before is crash-looping: said the same way as during the back-off, so
+    // the condition does not flap with every restart.
     let terminated = state.terminated.as_ref()?;
     if terminated.exit_code == 0 {
         return None;
+    }
+    if c.restart_count >= 1 {
+        return Some(Problem {
+            reason: "CrashLoopBackOff".into(),
+            message: format!(
+                "pod {pod} container {}: CrashLoopBackOff; {}",
+                c.name,
+                exit_text(terminated)
+            ),
+        });
     }
     let reason = terminated
         .reason
@@ -235,11 +248,23 @@ pub fn problem_from_events(pod: &str, events: &[Event]) -> Option<Problem> {
         })
 }
 
+/// A log line without its leading RFC 3339 timestamp (`2026-12-01T00:55:35.661497Z `), so the
+/// same failure reads the same on every restart.
+fn without_timestamp(line: &str) -> &str {
+    let b = line.as_bytes();
+    let looks_like_time =
+        b.len() > 20 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-' && b[10] == b'T';
+    match (looks_like_time, line.find(' ')) {
+        (true, Some(space)) => line[space..].trim_start(),
+        _ => line,
+    }
+}
+
 /// The end of a termination message (where the error is), on one line.
 fn excerpt(message: &str) -> Option<String> {
     let lines: Vec<&str> = message
         .lines()
-        .map(str::trim)
+        .map(|l| without_timestamp(l.trim()))
         .filter(|l| !l.is_empty())
         .collect();
     let mut text = String::new();

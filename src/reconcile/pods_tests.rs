@@ -41,7 +41,8 @@ fn crash_loop_names_the_last_log_lines() {
          image: i, imageID: '', state: {waiting: {reason: CrashLoopBackOff, \
          message: 'back-off 40s restarting failed container=server pod=mnist-1-abc'}}, \
          lastState: {terminated: {exitCode: 1, reason: Error, message: \"INFO listening\\n\
-         ERROR model failed to load: reading /mnt/models/config.json: No such file or directory\\n\"}}}]}",
+         2026-12-01T00:55:35.661497Z ERROR model failed to load: reading /mnt/models/config.json: \
+         No such file or directory\\n\"}}}]}",
     );
     let problem = one(&p).expect("a problem");
     assert_eq!(problem.reason, "CrashLoopBackOff");
@@ -60,10 +61,24 @@ fn a_crash_before_the_back_off_is_reported_too() {
          image: i, imageID: '', state: {terminated: {exitCode: 1, reason: Error, message: 'boom'}}}]}",
     );
     let problem = one(&p).expect("a problem");
+    assert_eq!(
+        problem.reason, "CrashLoopBackOff",
+        "restarted before: a crash loop"
+    );
+    assert_eq!(
+        problem.message,
+        "pod x container server: CrashLoopBackOff; last exit code 1: boom"
+    );
+    let first = pod(
+        "z",
+        "{phase: Running, containerStatuses: [{name: server, ready: false, restartCount: 0, \
+         image: i, imageID: '', state: {terminated: {exitCode: 1, reason: Error, message: 'boom'}}}]}",
+    );
+    let problem = one(&first).expect("a problem");
     assert_eq!(problem.reason, "ContainerFailed");
     assert_eq!(
         problem.message,
-        "pod x container server exited with code 1: boom"
+        "pod z container server exited with code 1: boom"
     );
     let oom = pod(
         "y",

@@ -58,10 +58,11 @@ pub fn dns1123_subdomain(s: &str) -> Result<(), String> {
                 && b[b.len() - 1].is_ascii_alphanumeric()
         });
     if !ok {
-        return Err(format!(
+        return Err(
             "a DNS-1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', \
              and must start and end with an alphanumeric character"
-        ));
+                .into(),
+        );
     }
     Ok(())
 }
@@ -132,10 +133,9 @@ pub fn env_var_name(s: &str) -> Result<(), String> {
 /// its value, for syntax and sign checks and request <= limit comparisons.
 pub fn quantity(s: &str) -> Result<f64, String> {
     let err = || {
-        format!(
-            "quantities must match the regular expression \
-             '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$' (e.g. 500m, 1.5, 2Gi)"
-        )
+        "quantities must match the regular expression \
+         '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$' (e.g. 500m, 1.5, 2Gi)"
+            .to_string()
     };
     let number_end = s
         .char_indices()
