@@ -82,6 +82,16 @@ async fn pods_that_cannot_start_are_named_within_seconds() {
             "Unschedulable",
             "0/1 nodes are available: 1 node(s) didn't match",
         ),
+        (
+            "no-image",
+            manifest(
+                "no-image",
+                &model_uri(),
+                "  runtime: {image: 'localhost/sconce-server:not-loaded', imagePullPolicy: Never}\n",
+            ),
+            "ErrImageNeverPull",
+            "the node does not have image \"localhost/sconce-server:not-loaded\" and cannot pull it",
+        ),
     ];
     let started = Instant::now();
     for (name, manifest, _, _) in &cases {

@@ -23,6 +23,7 @@ plane_vars() {
   POD_CIDR=10.244.$SLOT.0/24
   SVC_CIDR=10.96.$SLOT.0/24
   KUBERNETES_IP=10.96.$SLOT.1
+  CLUSTER_DNS_IP=10.96.$SLOT.10   # reserved, nothing answers: a query fails inside the plane
   CGROUP_ROOT=sconce-$SLOT
   NODE_NAME=sconce-node
 }
@@ -186,7 +187,9 @@ node_configs() {
             "routes": [{"dst": "$SVC_CIDR"}, {"dst": "10.245.$SLOT.0/24"}]}},
   {"type": "loopback"}]}
 EOF
-  : > "$RUN/kubelet/resolv.conf"   # no nameservers: pods cannot ask the machine's resolver
+  # Pods get the plane's cluster DNS address, never the machine's resolver (containerd would
+  # copy the host's /etc/resolv.conf into pods that have no DNS settings at all).
+  : > "$RUN/kubelet/resolv.conf"
   kubeconfig "$RUN/kubelet/kubeconfig" "{client-certificate: \"$RUN/pki/node.crt\", client-key: \"$RUN/pki/node.key\"}"
   cat > "$RUN/kubelet/config.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
@@ -205,6 +208,7 @@ cgroupRoot: /$CGROUP_ROOT
 cgroupsPerQOS: true
 failSwapOn: false
 clusterDomain: cluster.local
+clusterDNS: [$CLUSTER_DNS_IP]
 resolvConf: $RUN/kubelet/resolv.conf
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99

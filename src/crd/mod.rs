@@ -35,6 +35,10 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 
 fn for_explain(schema: &mut JSONSchemaProps) {
     schema.nullable = None;
+    // an optional enum lists `null` among its values
+    if let Some(values) = schema.enum_.as_mut() {
+        values.retain(|v| !v.0.is_null());
+    }
     let nested = schema
         .properties
         .iter_mut()
@@ -87,6 +91,9 @@ mod tests {
         fn check(path: &str, schema: &JSONSchemaProps, problems: &mut Vec<String>) {
             if schema.nullable.is_some() {
                 problems.push(format!("{path}: nullable"));
+            }
+            if schema.enum_.iter().flatten().any(|v| v.0.is_null()) {
+                problems.push(format!("{path}: null in enum"));
             }
             let typed = schema.type_.is_some();
             if !typed {

@@ -127,6 +127,11 @@ pub struct RuntimeSpec {
     #[schemars(length(min = 1))]
     pub image: Option<String>,
 
+    /// When the node pulls the image: `IfNotPresent` (the default), `Always` or `Never` (the
+    /// image must already be on the node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<ImagePullPolicy>,
+
     /// CPU/memory requests and limits of the server container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
@@ -151,6 +156,24 @@ pub struct RuntimeSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: Option<i32>,
+}
+
+/// Kubernetes' image pull policies.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ImagePullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+impl ImagePullPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImagePullPolicy::Always => "Always",
+            ImagePullPolicy::IfNotPresent => "IfNotPresent",
+            ImagePullPolicy::Never => "Never",
+        }
+    }
 }
 
 /// Observed state, written by the operator only.

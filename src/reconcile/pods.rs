@@ -23,6 +23,14 @@ const STUCK_WAITING_REASONS: &[&str] = &[
     "PostStartHookError",
 ];
 
+/// Waiting reasons that mean the image is not there.
+const IMAGE_REASONS: &[&str] = &[
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "ErrImageNeverPull",
+    "InvalidImageName",
+];
+
 /// Longest excerpt of a termination message (the server's last log lines) put in a condition.
 const MAX_EXCERPT: usize = 400;
 
@@ -150,6 +158,13 @@ fn container_problem(pod: &str, c: &ContainerStatus) -> Option<Problem> {
         }
         if let Some(exit) = last_exit {
             message.push_str(&format!("; {exit}"));
+        }
+        if IMAGE_REASONS.contains(&reason) {
+            message.push_str(&format!(
+                " (the node does not have image {:?} and cannot pull it: check \
+                 spec.runtime.image, or load the image onto the node)",
+                c.image
+            ));
         }
         return Some(Problem {
             reason: reason.into(),

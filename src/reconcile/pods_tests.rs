@@ -108,7 +108,14 @@ fn config_errors_and_images_keep_the_kubelets_words() {
          image: i, imageID: '', state: {waiting: {reason: ErrImageNeverPull, \
          message: 'Container image \"x:1\" is not present with pull policy of Never'}}}]}",
     );
-    assert_eq!(one(&never).expect("a problem").reason, "ErrImageNeverPull");
+    let problem = one(&never).expect("a problem");
+    assert_eq!(problem.reason, "ErrImageNeverPull");
+    assert_eq!(
+        problem.message,
+        "pod y container server: ErrImageNeverPull: Container image \"x:1\" is not present with \
+         pull policy of Never (the node does not have image \"i\" and cannot pull it: check \
+         spec.runtime.image, or load the image onto the node)"
+    );
 }
 
 #[test]

@@ -45,6 +45,12 @@ pub fn deployment(
     let container = Container {
         name: "server".into(),
         image: Some(runtime.image.unwrap_or_else(|| config.server_image.clone())),
+        image_pull_policy: Some(
+            runtime
+                .image_pull_policy
+                .map_or("IfNotPresent", |p| p.as_str())
+                .into(),
+        ),
         args: Some(args),
         ports: Some(vec![ContainerPort {
             name: Some("http".into()),
