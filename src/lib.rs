@@ -4,3 +4,4 @@ pub mod crd;
 pub mod error;
 pub mod metrics;
 pub mod reconcile;
+pub mod rollout;

@@ -1,4 +1,5 @@
 //! The `sconce.dev` API. `v1alpha1` is the only version so far.
+mod rollout;
 pub mod v1alpha1;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

@@ -6,6 +6,11 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
+
+pub use super::rollout::{
+    AnalysisSpec, AnalysisStatus, HistoryEntry, PauseStep, RolloutPhase, RolloutSpec,
+    RolloutStatus, RolloutStep, RolloutStrategy, TrafficSpec, VersionFigures,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -32,9 +37,18 @@ use serde::{Deserialize, Serialize};
     ),
     printcolumn(name = "Model", type_ = "string", json_path = ".status.model"),
     printcolumn(name = "Version", type_ = "string", json_path = ".spec.model.version"),
+    printcolumn(name = "Stable", type_ = "string", json_path = ".status.stableVersion"),
+    printcolumn(name = "Canary", type_ = "string", json_path = ".status.canaryVersion"),
+    printcolumn(name = "Weight", type_ = "integer", json_path = ".status.canaryWeight"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.readyText"),
     printcolumn(name = "Status", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "URL", type_ = "string", json_path = ".status.url"),
+    printcolumn(name = "Rollout", type_ = "string", json_path = ".status.rolloutPhase"),
+    printcolumn(
+        name = "URL",
+        type_ = "string",
+        json_path = ".status.url",
+        priority = "1"
+    ),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -54,6 +68,14 @@ pub struct ModelDeploymentSpec {
     /// How the serving pods run: image, resources, scheduling.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime: Option<RuntimeSpec>,
+
+    /// How a new `spec.model.version` reaches users: at once (the default) or as a canary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutSpec>,
+
+    /// Where traffic is split between versions during a rollout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<TrafficSpec>,
 }
 
 fn default_replicas() -> i32 {
@@ -208,9 +230,38 @@ pub struct ModelDeploymentStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
 
-    /// The model version that last became fully ready.
+    /// The model version that last became fully ready (the same as `stableVersion`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_version: Option<String>,
+
+    /// The version serving users; during a rollout, the one being replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_version: Option<String>,
+
+    /// The version being rolled out, while a rollout runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_version: Option<String>,
+
+    /// The canary's traffic weight (percent) in the current step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_weight: Option<i32>,
+
+    /// `Progressing`, `Paused`, `Promoting` while a rollout runs; `Succeeded`, `RolledBack` or
+    /// `Failed` for the last one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_phase: Option<RolloutPhase>,
+
+    /// The current rollout's step and timing (the operator resumes from it after a restart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutStatus>,
+
+    /// The last analysis interval of the current rollout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<AnalysisStatus>,
+
+    /// Finished rollouts, newest first, at most `spec.rollout.revisionHistoryLimit`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<HistoryEntry>,
 
     /// In-cluster base URL of the model's Service.
     #[serde(default, skip_serializing_if = "Option::is_none")]

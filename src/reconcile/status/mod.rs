@@ -277,13 +277,14 @@ pub fn valid_status(
         current_version: if ready {
             Some(version.clone())
         } else {
-            previous.current_version
+            previous.current_version.clone()
         },
         url: Some(format!(
             "http://{}.{}.svc.cluster.local",
             model.instance, model.namespace
         )),
         selector: Some(selector_string(&pod_selector(model))),
+        ..previous
     }
 }
 

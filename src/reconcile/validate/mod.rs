@@ -1,6 +1,8 @@
 //! Pure validation of a `ModelDeployment` spec, beyond what the OpenAPI schema can express
 //! (Kubernetes 1.20 has no CEL rules). Each error names what to fix.
+pub mod duration;
 mod k8s_rules;
+pub mod rollout;
 mod runtime;
 
 use thiserror::Error;
@@ -108,7 +110,7 @@ pub enum ModelSource {
 }
 
 /// A spec that passed validation, with derived names.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ValidModel {
     /// `metadata.name` of the ModelDeployment.
     pub instance: String,
@@ -120,6 +122,8 @@ pub struct ValidModel {
     pub deployment_name: String,
     pub format: ModelFormat,
     pub source: ModelSource,
+    /// How a new version reaches users.
+    pub rollout: rollout::RolloutPlan,
 }
 
 /// The documented (and schema-enforced) version pattern `^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$`;
@@ -180,6 +184,7 @@ pub fn validate(md: &ModelDeployment) -> Result<ValidModel, ValidationError> {
     if let Some(runtime) = &md.spec.runtime {
         runtime::check(runtime)?;
     }
+    let rollout = rollout::plan(&md.spec)?;
 
     Ok(ValidModel {
         served_name: md.served_name(),
@@ -190,6 +195,7 @@ pub fn validate(md: &ModelDeployment) -> Result<ValidModel, ValidationError> {
         deployment_name,
         format: model.format,
         source,
+        rollout,
     })
 }
 
