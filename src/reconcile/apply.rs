@@ -67,7 +67,7 @@ pub async fn patch_status(
 }
 
 /// Params for non-apply patches, so managedFields name Sconce instead of `unknown`.
-fn manager_params() -> PatchParams {
+pub fn manager_params() -> PatchParams {
     PatchParams {
         field_manager: Some(FIELD_MANAGER.into()),
         ..Default::default()

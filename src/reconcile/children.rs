@@ -6,7 +6,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Endpoints, Event, Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::ResourceExt;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ListParams, Patch};
 use kube::runtime::reflector::{ObjectRef, Store};
 use serde::Serialize;
 use tracing::info;
@@ -14,11 +14,11 @@ use tracing::info;
 use super::apply::{self, NamespacedObject};
 use super::build::{self, INSTANCE_LABEL, VERSION_LABEL};
 use super::status::{Problem, Transition};
-use super::validate::ValidModel;
-use super::{Context, Stores};
-use super::{observe, pods};
+use super::validate::{ValidModel, version_slug};
+use super::{Context, Stores, observe, pods, traffic};
 use crate::crd::ModelDeployment;
 use crate::error::{Error, Result};
+use crate::rollout::Decision;
 
 /// A child the apiserver refused, or whose name belongs to someone else.
 #[derive(Debug)]
@@ -30,45 +30,139 @@ pub struct Refusal {
 
 #[derive(Debug, Default)]
 pub struct Outcome {
-    /// The current version's Deployment as the apiserver stored it.
-    pub deployment: Option<Deployment>,
+    /// The stable version's Deployment as the apiserver has it.
+    pub stable: Option<Deployment>,
+    /// The canary's, while a rollout runs.
+    pub canary: Option<Deployment>,
     /// The first refusal; the reconcile reports it and fails with it.
     pub refusal: Option<Refusal>,
 }
 
-/// Apply the current version's Deployment and the Service. Transient API failures are errors;
-/// refusals are returned in the outcome so the status can report them.
+impl Outcome {
+    fn refuse(&mut self, refusal: Refusal) {
+        self.refusal.get_or_insert(refusal);
+    }
+}
+
+/// Apply what the rollout decided: the stable version's Deployment (in full when it is the
+/// spec's version, else only its replica count: its template belongs to the version it serves),
+/// the canary's, the shared Service and, with an HTTPRoute, the per-version Services and the
+/// route's weights. Transient API failures are errors; refusals come back in the outcome.
 pub async fn apply_all(
     ctx: &Context,
     md: &ModelDeployment,
     model: &ValidModel,
     owner: OwnerReference,
+    decision: &Decision,
     notes: &mut Vec<Transition>,
 ) -> Result<Outcome> {
     let uid = owner.uid.clone();
     let mut outcome = Outcome::default();
-    let deployment = build::deployment(md, model, &ctx.config, owner.clone());
-    match apply_child(
-        ctx,
-        &ctx.stores.deployments,
-        &deployment,
-        "Deployment",
-        &uid,
-    )
-    .await?
-    {
-        Ok(applied) => outcome.deployment = Some(applied),
-        Err(refusal) => outcome.refusal = Some(refusal),
+    let stable = &decision.stable;
+    if stable.version == model.version {
+        let deployment = build::deployment(md, model, &ctx.config, owner.clone(), stable.replicas);
+        match apply_child(
+            ctx,
+            &ctx.stores.deployments,
+            &deployment,
+            "Deployment",
+            &uid,
+        )
+        .await?
+        {
+            Ok(applied) => outcome.stable = Some(applied),
+            Err(refusal) => outcome.refuse(refusal),
+        }
+    } else {
+        let frozen = model.for_version(&stable.version);
+        match scale(ctx, &frozen, stable.replicas).await? {
+            Some(d) => outcome.stable = Some(d),
+            None => outcome.refuse(Refusal {
+                problem: Problem::new(
+                    "StableMissing",
+                    format!(
+                        "Deployment {} of the stable version {} is gone; set spec.model.version                          to {} to serve it again from the spec",
+                        frozen.deployment_name, stable.version, stable.version
+                    ),
+                ),
+                permanent: false,
+            }),
+        }
     }
-    let service = build::service(model, owner);
+    if let Some(canary) = &decision.canary {
+        let deployment = build::deployment(md, model, &ctx.config, owner.clone(), canary.replicas);
+        match apply_child(
+            ctx,
+            &ctx.stores.deployments,
+            &deployment,
+            "Deployment",
+            &uid,
+        )
+        .await?
+        {
+            Ok(applied) => outcome.canary = Some(applied),
+            Err(refusal) => outcome.refuse(refusal),
+        }
+    }
+    let service = build::service(model, owner.clone());
     let before = ctx.stores.services.get(&object_ref(&service));
     match apply_child(ctx, &ctx.stores.services, &service, "Service", &uid).await? {
         Ok(applied) => restore_selector(ctx, model, before.as_deref(), &applied, notes).await?,
-        Err(refusal) => {
-            outcome.refusal.get_or_insert(refusal);
+        Err(refusal) => outcome.refuse(refusal),
+    }
+    if let Some(route) = &model.rollout.http_route {
+        let mut backends = vec![(stable.version.clone(), decision.weights.0)];
+        if let Some(canary) = &decision.canary {
+            backends.push((canary.version.clone(), decision.weights.1));
+        }
+        let mut refs = Vec::new();
+        for (version, weight) in backends {
+            let versioned = model.for_version(&version);
+            let service = build::version_service(&versioned, owner.clone());
+            match apply_child(ctx, &ctx.stores.services, &service, "Service", &uid).await? {
+                Ok(_) => refs.push((versioned.deployment_name, weight)),
+                Err(refusal) => outcome.refuse(refusal),
+            }
+        }
+        let refs = traffic::backend_refs(&refs, build::SERVICE_PORT);
+        if let Err(problem) = traffic::sync_route(
+            &ctx.client,
+            &model.namespace,
+            route,
+            &model.instance,
+            Some(&refs),
+        )
+        .await?
+        {
+            outcome.refuse(Refusal {
+                problem,
+                permanent: false,
+            });
         }
     }
     Ok(outcome)
+}
+
+/// Set the replica count of an existing Deployment (from the cache) without touching its
+/// template; None when it does not exist.
+async fn scale(ctx: &Context, model: &ValidModel, replicas: i32) -> Result<Option<Deployment>> {
+    let key = ObjectRef::new(&model.deployment_name).within(&model.namespace);
+    let Some(current) = ctx.stores.deployments.get(&key) else {
+        return Ok(None);
+    };
+    if current.spec.replicas == Some(replicas) {
+        return Ok(Some(current.as_ref().clone()));
+    }
+    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &model.namespace);
+    let patch = serde_json::json!({"spec": {"replicas": replicas}});
+    let scaled = api
+        .patch(
+            &model.deployment_name,
+            &apply::manager_params(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    Ok(Some(scaled))
 }
 
 fn object_ref<K: NamespacedObject>(object: &K) -> ObjectRef<K> {
@@ -204,22 +298,31 @@ pub fn endpoints(stores: &Stores, model: &ValidModel) -> Option<Arc<Endpoints>> 
         .get(&ObjectRef::new(&model.instance).within(&model.namespace))
 }
 
-/// Once the current version serves, Deployments of earlier versions go.
-pub async fn remove_old_versions(
+/// Deployments (and per-version Services) of versions that are neither stable nor canary go.
+/// Called only once stable serves, so no serving version is ever removed before its
+/// replacement is ready.
+pub async fn retire_versions(
     ctx: &Context,
     model: &ValidModel,
+    keep: &[&str],
     owner_uid: &str,
     notes: &mut Vec<Transition>,
 ) -> Result<()> {
-    let old = ctx.stores.deployments.state_filter(|d| {
-        d.namespace().as_deref() == Some(model.namespace.as_str())
-            && d.labels().get(INSTANCE_LABEL) == Some(&model.instance)
-            && d.name_any() != model.deployment_name
-            && d.metadata.deletion_timestamp.is_none()
-            && d.owner_references()
+    let keep_slugs: Vec<String> = keep.iter().map(|v| version_slug(v)).collect();
+    let ours = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        let labels = meta.labels.as_ref();
+        let version = labels.and_then(|l| l.get(VERSION_LABEL));
+        meta.namespace.as_deref() == Some(model.namespace.as_str())
+            && labels.and_then(|l| l.get(INSTANCE_LABEL)) == Some(&model.instance)
+            && version.is_some_and(|v| !keep_slugs.contains(v))
+            && meta.deletion_timestamp.is_none()
+            && meta
+                .owner_references
                 .iter()
+                .flatten()
                 .any(|r| r.controller == Some(true) && r.uid == owner_uid)
-    });
+    };
+    let old = ctx.stores.deployments.state_filter(|d| ours(&d.metadata));
     for deployment in old {
         let name = deployment.name_any();
         let version = deployment
@@ -227,15 +330,18 @@ pub async fn remove_old_versions(
             .get(VERSION_LABEL)
             .cloned()
             .unwrap_or_default();
-        info!(deployment = %name, "removing the previous version's Deployment");
+        info!(deployment = %name, "removing a retired version's Deployment");
         apply::delete::<Deployment>(&ctx.client, &model.namespace, &name).await?;
         notes.push(Transition::normal(
             "VersionRetired",
             format!(
                 "removed Deployment {name} (version {version}): version {} is serving",
-                model.version
+                keep.first().copied().unwrap_or("?")
             ),
         ));
+    }
+    for service in ctx.stores.services.state_filter(|s| ours(&s.metadata)) {
+        apply::delete::<Service>(&ctx.client, &model.namespace, &service.name_any()).await?;
     }
     Ok(())
 }

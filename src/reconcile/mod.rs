@@ -1,12 +1,15 @@
 //! The reconcile pipeline: validate (pure) -> build (pure) -> apply -> observe -> status.
 pub mod apply;
 pub mod build;
+mod canary;
 mod children;
 mod controller;
 pub mod events;
 pub mod observe;
 pub mod pods;
+pub mod scrape;
 pub mod status;
+pub mod traffic;
 pub mod validate;
 
 use std::collections::HashMap;
@@ -22,6 +25,7 @@ use tracing::{info, instrument, warn};
 use crate::crd::{ModelDeployment, ModelDeploymentStatus};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use crate::rollout;
 use build::BuildConfig;
 pub use controller::{Stores, run};
 use status::Transition;
@@ -41,6 +45,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub events: events::Publisher,
     pub stores: Stores,
+    /// The serving pods' last scraped counters (canary analysis).
+    pub scraper: scrape::Scraper,
     /// Consecutive transient failures per object, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -53,6 +59,7 @@ impl Context {
             config,
             metrics,
             stores,
+            scraper: scrape::Scraper::default(),
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -98,40 +105,91 @@ async fn reconcile_inner(md: &ModelDeployment, ctx: &Context) -> Result<Action> 
         .controller_owner_ref(&())
         .ok_or(Error::MissingObjectKey("uid"))?;
 
-    let mut notes: Vec<Transition> = Vec::new();
-    let outcome = children::apply_all(ctx, md, &model, owner.clone(), &mut notes).await?;
-    let pods = children::pods_of_version(&ctx.stores, &model);
-    let pod_problem = children::pod_problem(ctx, &model, &pods).await?;
+    // The spec's version: its pods' readiness (through the Service) drives a rollout's steps.
     let endpoints = children::endpoints(&ctx.stores, &model);
+    let target_pods = children::pods_of_version(&ctx.stores, &model);
+    let target_serving =
+        observe::serving_endpoints(endpoints.as_deref(), target_pods.iter().map(|p| p.as_ref()));
+    let previous = md.status.clone().unwrap_or_default();
+    let annotations = md.annotations();
+    let verdict = canary::verdict(ctx, md, &model, now.clone()).await;
+    let decision = rollout::decide(&rollout::Input {
+        plan: &model.rollout,
+        target: &model.version,
+        target_uri: &md.spec.model.uri,
+        replicas: md.spec.replicas,
+        generation: md.metadata.generation.unwrap_or(0),
+        previous: &previous,
+        promote: annotations
+            .get(rollout::PROMOTE_ANNOTATION)
+            .map(String::as_str),
+        abort: annotations
+            .get(rollout::ABORT_ANNOTATION)
+            .map(String::as_str),
+        canary_ready: target_serving,
+        verdict,
+        now: now.0,
+    });
+
+    let mut notes: Vec<Transition> = Vec::new();
+    let outcome =
+        children::apply_all(ctx, md, &model, owner.clone(), &decision, &mut notes).await?;
+
+    // Ready, counts and problems are about the stable version: it serves.
+    let stable = model.for_version(&decision.stable.version);
+    let stable_pods = children::pods_of_version(&ctx.stores, &stable);
+    let stable_problem = children::pod_problem(ctx, &stable, &stable_pods).await?;
     let seen = status::Observation {
-        deployment: outcome.deployment.as_ref(),
+        deployment: outcome.stable.as_ref(),
         serving_endpoints: observe::serving_endpoints(
             endpoints.as_deref(),
-            pods.iter().map(|p| p.as_ref()),
+            stable_pods.iter().map(|p| p.as_ref()),
         ),
         endpoints_may_lag: observe::endpoints_may_lag(
-            pods.iter().map(|p| p.as_ref()),
+            stable_pods.iter().map(|p| p.as_ref()),
             now.0,
             ENDPOINTS_LAG,
         ),
-        pod_problem: pod_problem.as_ref(),
+        pod_problem: stable_problem.as_ref(),
         apply_problem: outcome.refusal.as_ref().map(|r| &r.problem),
     };
-    let desired = status::valid_status(md, &model, &seen, &now);
+    let mut desired = status::valid_status(md, &stable, &seen, &now);
+    let canary_problem = match &decision.canary {
+        Some(_) => children::pod_problem(ctx, &model, &target_pods).await?,
+        None => None,
+    };
+    canary::with_rollout(
+        &mut desired,
+        &decision,
+        canary_problem.as_ref(),
+        md.metadata.generation,
+        &now,
+    );
     let ready = status::is_ready(&desired);
     if ready {
-        children::remove_old_versions(ctx, &model, &owner.uid, &mut notes).await?;
+        let mut keep = vec![decision.stable.version.as_str()];
+        keep.extend(decision.canary.as_ref().map(|c| c.version.as_str()));
+        children::retire_versions(ctx, &model, &keep, &owner.uid, &mut notes).await?;
     }
+    notes.extend(decision.events.iter().cloned());
     write_status(md, &api, desired, ctx, notes).await?;
-    let starting = !ready && pod_problem.is_none() && !pods.is_empty();
+    let starting = !ready && stable_problem.is_none() && !stable_pods.is_empty();
+    let recheck = [
+        Some(RESYNC),
+        starting.then_some(STARTING_RECHECK),
+        decision.canary.as_ref().map(|_| STARTING_RECHECK),
+        decision.wake_in,
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+    .unwrap_or(RESYNC);
     match outcome.refusal {
         Some(refusal) => Err(Error::Refused {
             problem: refusal.problem,
             permanent: refusal.permanent,
         }),
-        // A pod stuck creating its containers changes nothing that would wake us: look again.
-        None if starting => Ok(Action::requeue(STARTING_RECHECK)),
-        None => Ok(Action::requeue(RESYNC)),
+        None => Ok(Action::requeue(recheck)),
     }
 }
 
@@ -148,7 +206,11 @@ async fn write_status(
     if current != desired {
         apply::patch_status(api, &md.name_any(), &desired).await?;
     }
-    let changes = status::transitions(&current.conditions, &desired.conditions);
+    // A running rollout's progress and its end are told by the rollout's own events.
+    let changes: Vec<Transition> = status::transitions(&current.conditions, &desired.conditions)
+        .into_iter()
+        .filter(|t| !canary::ROLLOUT_REASONS.contains(&t.reason.as_str()))
+        .collect();
     for t in notes.iter().chain(&changes) {
         ctx.events.publish(md, t).await;
     }

@@ -342,7 +342,7 @@ impl<'a> Machine<'a> {
                         }
                     }
                     Step::Pause(wait) => {
-                        if !wait.is_some_and(|d| in_step >= d) {
+                        if wait.is_none_or(|d| in_step < d) {
                             self.status.rollout_phase = Some(RolloutPhase::Paused);
                             if let Some(d) = wait {
                                 self.wake(d.saturating_sub(in_step));

@@ -540,7 +540,9 @@ fn every_phase_handles_every_event() {
     // Phase x event: abort, a failing verdict, promote, a version change, version set back.
     // Whatever the phase, each event leaves a consistent state: a canary exactly while the
     // phase is Progressing, Paused or Promoting.
-    let phases: [(&str, fn(&mut Sim)); 3] = [
+    type Setup = fn(&mut Sim);
+    type Event = fn(&mut Sim) -> Decision;
+    let phases: [(&str, Setup); 3] = [
         ("Progressing", |s| {
             s.step(0, 0);
         }),
@@ -557,7 +559,7 @@ fn every_phase_handles_every_event() {
             s.step(3, 2);
         }),
     ];
-    let events: [(&str, fn(&mut Sim) -> Decision); 5] = [
+    let events: [(&str, Event); 5] = [
         ("abort", |s| {
             s.abort = Some("x".into());
             s.step(100, 1)

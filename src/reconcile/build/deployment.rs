@@ -19,12 +19,14 @@ const CACHE_MOUNT_PATH: &str = "/var/cache/sconce";
 /// Long enough for in-flight requests to finish after SIGTERM.
 const TERMINATION_GRACE_SECONDS: i64 = 30;
 
-/// The Deployment `<name>-<version>` serving one model version.
+/// The Deployment `<name>-<version>` serving one model version with `replicas` pods (the
+/// rollout decides: `spec.replicas`, or a canary's share).
 pub fn deployment(
     md: &ModelDeployment,
     model: &ValidModel,
     config: &BuildConfig,
     owner: OwnerReference,
+    replicas: i32,
 ) -> Deployment {
     let runtime = md.spec.runtime.clone().unwrap_or_default();
     let port = runtime.port.unwrap_or(DEFAULT_PORT);
@@ -93,7 +95,7 @@ pub fn deployment(
             ..Default::default()
         },
         spec: DeploymentSpec {
-            replicas: Some(md.spec.replicas),
+            replicas: Some(replicas),
             selector: LabelSelector {
                 match_labels: Some(labels::pod_selector(model)),
                 ..Default::default()

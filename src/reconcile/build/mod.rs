@@ -8,7 +8,7 @@ pub use labels::{
     INSTANCE_LABEL, MANAGED_BY, VERSION_LABEL, pod_labels, pod_selector, selector_string,
     service_selector,
 };
-pub use service::service;
+pub use service::{service, version_service};
 
 /// Operator-wide settings the builders need.
 #[derive(Clone, Debug)]

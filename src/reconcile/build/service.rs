@@ -11,16 +11,43 @@ pub fn service(model: &ValidModel, owner: OwnerReference) -> Service {
     // The Service outlives versions: drop the per-version labels.
     meta_labels.remove(labels::VERSION_LABEL);
     meta_labels.remove("app.kubernetes.io/version");
+    http_service(
+        model,
+        model.instance.clone(),
+        meta_labels,
+        labels::service_selector(model),
+        owner,
+    )
+}
+
+/// The Service `<name>-<version>` of one version's pods (an HTTPRoute's backend).
+pub fn version_service(model: &ValidModel, owner: OwnerReference) -> Service {
+    http_service(
+        model,
+        model.deployment_name.clone(),
+        labels::pod_labels(model),
+        labels::pod_selector(model),
+        owner,
+    )
+}
+
+fn http_service(
+    model: &ValidModel,
+    name: String,
+    meta_labels: std::collections::BTreeMap<String, String>,
+    selector: std::collections::BTreeMap<String, String>,
+    owner: OwnerReference,
+) -> Service {
     Service {
         metadata: ObjectMeta {
-            name: Some(model.instance.clone()),
+            name: Some(name),
             namespace: Some(model.namespace.clone()),
             labels: Some(meta_labels),
             owner_references: Some(vec![owner]),
             ..Default::default()
         },
         spec: Some(ServiceSpec {
-            selector: Some(labels::service_selector(model)),
+            selector: Some(selector),
             ports: Some(vec![ServicePort {
                 name: Some("http".into()),
                 port: SERVICE_PORT,

@@ -41,7 +41,7 @@ fn server_container(d: &k8s_openapi::api::apps::v1::Deployment) -> Container {
 fn deployment_runs_the_server_with_the_model_mounted() {
     let md = fixture(FIXTURE);
     let model = validate(&md).expect("valid");
-    let d = deployment(&md, &model, &config(), owner(&md));
+    let d = deployment(&md, &model, &config(), owner(&md), md.spec.replicas);
 
     assert_eq!(d.metadata.name.as_deref(), Some("mnist-1-0"));
     assert_eq!(d.metadata.namespace.as_deref(), Some("ml"));
@@ -139,7 +139,7 @@ spec:
 "#,
     );
     let model = validate(&md).expect("valid");
-    let d = deployment(&md, &model, &config(), owner(&md));
+    let d = deployment(&md, &model, &config(), owner(&md), md.spec.replicas);
     let c = server_container(&d);
     let args = c.args.expect("args");
     let after = |flag: &str| {
@@ -169,7 +169,7 @@ spec:
 "#,
     );
     let model = validate(&md).expect("valid");
-    let d = deployment(&md, &model, &config(), owner(&md));
+    let d = deployment(&md, &model, &config(), owner(&md), md.spec.replicas);
     let pod = d.spec.template.spec.expect("pod");
     let claim = pod.volumes.expect("volumes")[0]
         .persistent_volume_claim

@@ -103,7 +103,7 @@ fn deployment_failure(deployment: Option<&Deployment>) -> Option<Problem> {
     })
 }
 
-fn condition(
+pub fn condition(
     type_: &str,
     status: bool,
     reason: &str,

@@ -138,6 +138,19 @@ fn is_version_label(version: &str) -> bool {
             .all(|&c| edge(c) || matches!(c, b'.' | b'_' | b'-'))
 }
 
+impl ValidModel {
+    /// The same ModelDeployment's names for another `version` (the stable one during a rollout).
+    pub fn for_version(&self, version: &str) -> ValidModel {
+        let version_slug = version_slug(version);
+        ValidModel {
+            deployment_name: format!("{}-{version_slug}", self.instance),
+            version: version.to_string(),
+            version_slug,
+            ..self.clone()
+        }
+    }
+}
+
 /// Lower-case, `[a-z0-9-]`, no leading/trailing dash: safe in names and label values.
 pub fn version_slug(version: &str) -> String {
     let mapped: String = version
