@@ -105,6 +105,8 @@ async fn main() -> Result<()> {
                 },
                 replicas: 1,
                 runtime: None,
+                rollout: None,
+                traffic: None,
             },
         );
         let started = Instant::now();
