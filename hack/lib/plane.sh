@@ -212,6 +212,9 @@ clusterDNS: [$CLUSTER_DNS_IP]
 resolvConf: $RUN/kubelet/resolv.conf
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
+# The disk is shared with everything else on the machine: percentages of it say nothing about
+# this node, so only evict when it is really (almost) full.
+evictionHard: {memory.available: 100Mi, nodefs.available: 1Gi, imagefs.available: 1Gi, nodefs.inodesFree: 1%}
 volumePluginDir: $RUN/kubelet/volume-plugins
 EOF
 }
