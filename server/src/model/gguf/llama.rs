@@ -326,8 +326,8 @@ impl Llama {
                 let mut q = Vec::with_capacity(n * q_dim);
                 for row in qkv[r0 * qkv_width..(r0 + n) * qkv_width].chunks_exact(qkv_width) {
                     q.extend_from_slice(&row[..q_dim]);
-                    k_cache.extend_from_slice(&row[q_dim..q_dim + kv_dim]);
-                    v_cache.extend_from_slice(&row[q_dim + kv_dim..]);
+                    k_cache.extend(row[q_dim..q_dim + kv_dim].iter().map(|x| ops::f16_round(*x)));
+                    v_cache.extend(row[q_dim + kv_dim..].iter().map(|x| ops::f16_round(*x)));
                 }
                 ops::attention(
                     &q,
