@@ -17,10 +17,19 @@ use candle_core::{Device, Tensor};
 
 use super::config::LlamaConfig;
 use super::ops::{self, Heads};
+use super::qmatmul::{self, QMatrix};
+
+/// The weights of one matrix: our llama.cpp-exact kernel for the types it has
+/// (`qmatmul.rs`), candle's quantized matmul for the rest.
+enum Weights {
+    Own(QMatrix),
+    Candle(Arc<QTensor>),
+}
 
 /// `y = x Wᵀ` for a quantized `W` of `n` rows of `k`.
 struct Linear {
-    w: Arc<QTensor>,
+    w: Weights,
+    dtype: GgmlDType,
     n: usize,
     k: usize,
 }
@@ -31,14 +40,24 @@ impl Linear {
         if dims != [n, k] {
             bail!("tensor {name} has shape {dims:?}, expected [{n}, {k}]");
         }
-        Ok(Linear { w, n, k })
+        let dtype = w.dtype();
+        let w = match qmatmul::Kind::of(dtype) {
+            Some(kind) if k % 32 == 0 => Weights::Own(
+                QMatrix::new(kind, n, k, w.data()?.into_owned()).map_err(anyhow::Error::msg)?,
+            ),
+            _ => Weights::Candle(w),
+        };
+        Ok(Linear { w, dtype, n, k })
     }
 
     fn forward(&self, x: &[f32], rows: usize) -> candle_core::Result<Vec<f32>> {
-        let t = Tensor::from_slice(x, (rows, self.k), &Device::Cpu)?;
-        t.apply_op1_no_bwd(self.w.as_ref())?
-            .flatten_all()?
-            .to_vec1::<f32>()
+        match &self.w {
+            Weights::Own(m) => Ok(m.forward(x, rows)),
+            Weights::Candle(w) => {
+                let t = Tensor::from_slice(x, (rows, self.k), &Device::Cpu)?;
+                t.apply_op1_no_bwd(w.as_ref())?.flatten_all()?.to_vec1::<f32>()
+            }
+        }
     }
 }
 
@@ -257,7 +276,7 @@ impl Llama {
 
     /// The quantization of the bulk of the weights (the first layer's feed-forward matrix).
     pub fn weight_type(&self) -> Option<GgmlDType> {
-        self.layers.first().map(|l| l.down.w.dtype())
+        self.layers.first().map(|l| l.down.dtype)
     }
 
     /// Runs one step: every sequence's `tokens` are appended to its cache; returns, for each

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod llama;
 mod ops;
+mod qmatmul;
 mod spm;
 pub mod template;
 pub mod vocab;
