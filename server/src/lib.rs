@@ -155,8 +155,8 @@ async fn load(args: &Args, state: &AppState) -> anyhow::Result<()> {
         queue_timeout: Duration::from_millis(args.queue_timeout_ms),
         queue_capacity: args.max_concurrency as usize,
     };
-    let engine = Engine::start(model, cfg, generate, &state.metrics)
-        .context("starting the model thread")?;
+    let engine =
+        Engine::start(model, cfg, generate, &state.metrics).context("starting the model thread")?;
     tracing::info!(
         model = %info.name,
         version = %info.version,

@@ -14,7 +14,14 @@ use serde_json::{Value, json};
 async fn start(extra: &[&str]) -> TestServer {
     let dir = common::smollm2_dir();
     let dir = dir.to_str().unwrap().to_string();
-    let mut flags = vec!["--format", "gguf", "--model-dir", &dir, "--model-name", "smol"];
+    let mut flags = vec![
+        "--format",
+        "gguf",
+        "--model-dir",
+        &dir,
+        "--model-name",
+        "smol",
+    ];
     flags.extend_from_slice(extra);
     TestServer::start_ready(&flags).await
 }
@@ -106,7 +113,9 @@ async fn stop_strings_across_token_boundaries() {
     let s = start(&[]).await;
     let (full, _) = complete(&s, "The quick brown fox", 12).await;
     // Greedy: " with a quick brown bear. ..." — "own be" spans " brown" and " bear".
-    let cut = full.find("own be").expect("the reference continuation changed");
+    let cut = full
+        .find("own be")
+        .expect("the reference continuation changed");
     for stream in [false, true] {
         let body = json!({"prompt": "The quick brown fox", "max_tokens": 12, "temperature": 0,
             "stop": ["zzz", "own be"], "stream": stream});
@@ -130,7 +139,10 @@ async fn stop_strings_across_token_boundaries() {
             let v: Value = serde_json::from_str(&text).unwrap();
             (
                 v["choices"][0]["text"].as_str().unwrap().to_string(),
-                v["choices"][0]["finish_reason"].as_str().unwrap().to_string(),
+                v["choices"][0]["finish_reason"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
             )
         };
         assert_eq!(got, full[..cut], "stream={stream}");
@@ -158,7 +170,10 @@ async fn seeds_make_sampling_deterministic() {
     for seed in [8, 9, 10] {
         others.push(sample(seed).await);
     }
-    assert!(others.iter().any(|o| *o != a), "three other seeds all gave {a:?}");
+    assert!(
+        others.iter().any(|o| *o != a),
+        "three other seeds all gave {a:?}"
+    );
     s.stop().await.unwrap();
 }
 
@@ -210,23 +225,108 @@ async fn bad_requests_get_openai_errors() {
     let long_prompt = "word ".repeat(9000);
     let msg = |c: &str| json!([{"role": "user", "content": c}]);
     let cases: Vec<(&str, Value, u16, Option<&str>)> = vec![
-        ("/v1/chat/completions", json!({"messages": []}), 400, Some("messages")),
-        ("/v1/chat/completions", json!({"messages": [{"role": "wizard", "content": "hi"}]}), 400, Some("messages")),
-        ("/v1/chat/completions", json!({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}), 400, Some("messages")),
-        ("/v1/chat/completions", json!({"messages": msg("hi"), "n": 2}), 400, Some("n")),
-        ("/v1/chat/completions", json!({"messages": msg("hi"), "max_tokens": 0}), 400, Some("max_tokens")),
-        ("/v1/chat/completions", json!({"messages": msg("hi"), "max_tokens": 1_000_000_000u64}), 400, Some("max_tokens")),
-        ("/v1/chat/completions", json!({"messages": msg("hi"), "stop": ["a", ""]}), 400, Some("stop")),
-        ("/v1/chat/completions", json!({"messages": msg("hi"), "stop": 5}), 400, Some("stop")),
-        ("/v1/chat/completions", json!({"messages": msg("hi"), "temperature": 3}), 400, Some("temperature")),
-        ("/v1/chat/completions", json!({"messages": msg("hi"), "logprobs": true}), 400, Some("logprobs")),
-        ("/v1/chat/completions", json!({"messages": msg("hi"), "model": "gpt-4"}), 404, Some("model")),
-        ("/v1/chat/completions", json!({"messages": msg(&long_prompt)}), 400, Some("messages")),
-        ("/v1/completions", json!({"prompt": ""}), 400, Some("prompt")),
-        ("/v1/completions", json!({"prompt": [1, 99999999]}), 400, Some("prompt")),
-        ("/v1/completions", json!({"prompt": ["a", "b"]}), 400, Some("prompt")),
-        ("/v2/models/smol/generate", json!({"text_input": "hi", "parameters": {"max_tokens": 0}}), 400, None),
-        ("/v2/models/nope/generate", json!({"text_input": "hi"}), 404, None),
+        (
+            "/v1/chat/completions",
+            json!({"messages": []}),
+            400,
+            Some("messages"),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"messages": [{"role": "wizard", "content": "hi"}]}),
+            400,
+            Some("messages"),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}),
+            400,
+            Some("messages"),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"messages": msg("hi"), "n": 2}),
+            400,
+            Some("n"),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"messages": msg("hi"), "max_tokens": 0}),
+            400,
+            Some("max_tokens"),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"messages": msg("hi"), "max_tokens": 1_000_000_000u64}),
+            400,
+            Some("max_tokens"),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"messages": msg("hi"), "stop": ["a", ""]}),
+            400,
+            Some("stop"),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"messages": msg("hi"), "stop": 5}),
+            400,
+            Some("stop"),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"messages": msg("hi"), "temperature": 3}),
+            400,
+            Some("temperature"),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"messages": msg("hi"), "logprobs": true}),
+            400,
+            Some("logprobs"),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"messages": msg("hi"), "model": "gpt-4"}),
+            404,
+            Some("model"),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"messages": msg(&long_prompt)}),
+            400,
+            Some("messages"),
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": ""}),
+            400,
+            Some("prompt"),
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": [1, 99999999]}),
+            400,
+            Some("prompt"),
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": ["a", "b"]}),
+            400,
+            Some("prompt"),
+        ),
+        (
+            "/v2/models/smol/generate",
+            json!({"text_input": "hi", "parameters": {"max_tokens": 0}}),
+            400,
+            None,
+        ),
+        (
+            "/v2/models/nope/generate",
+            json!({"text_input": "hi"}),
+            404,
+            None,
+        ),
     ];
     for (path, body, want, param) in cases {
         let (status, v) = s.post_json(path, &body).await;
@@ -250,7 +350,10 @@ async fn bad_requests_get_openai_errors() {
         .unwrap();
     assert_eq!(r.status(), 400);
     let v: Value = r.json().await.unwrap();
-    assert!(v["error"]["message"].as_str().unwrap().contains("JSON"), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("JSON"),
+        "{v}"
+    );
     s.stop().await.unwrap();
 }
 
@@ -269,11 +372,19 @@ async fn metrics_and_a_disconnect_freeing_its_sequence() {
     let text = s.metrics_text().await;
     assert!(metric(&text, "sconce_prompt_tokens_total{") >= 1.0);
     assert_eq!(metric(&text, "sconce_generation_tokens_total{"), 4.0);
-    assert_eq!(metric(&text, "sconce_time_to_first_token_seconds_count{"), 1.0);
-    assert_eq!(metric(&text, "sconce_inter_token_latency_seconds_count{"), 3.0);
+    assert_eq!(
+        metric(&text, "sconce_time_to_first_token_seconds_count{"),
+        1.0
+    );
+    assert_eq!(
+        metric(&text, "sconce_inter_token_latency_seconds_count{"),
+        3.0
+    );
     assert_eq!(metric(&text, "sconce_sequences_running{"), 0.0);
     assert_eq!(metric(&text, "sconce_kv_cache_usage_ratio{"), 0.0);
-    assert!(text.contains("sconce_requests_total{model=\"smol\",protocol=\"openai\",code=\"200\"} 1"));
+    assert!(
+        text.contains("sconce_requests_total{model=\"smol\",protocol=\"openai\",code=\"200\"} 1")
+    );
 
     // A stream that would run for 4000 tokens; the client reads one event and leaves.
     let r = s
@@ -298,7 +409,10 @@ async fn metrics_and_a_disconnect_freeing_its_sequence() {
             assert!(metric(&text, "sconce_generation_tokens_total{") < 1000.0);
             break;
         }
-        assert!(Instant::now() < deadline, "the sequence kept running:\n{text}");
+        assert!(
+            Instant::now() < deadline,
+            "the sequence kept running:\n{text}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     s.stop().await.unwrap();
@@ -320,16 +434,29 @@ async fn full_kv_cache_waits_then_refuses() {
     assert_eq!(hold.status(), 200);
     let started = Instant::now();
     let (status, v) = s
-        .post_json("/v1/completions", &json!({"prompt": "Hi", "max_tokens": 200}))
+        .post_json(
+            "/v1/completions",
+            &json!({"prompt": "Hi", "max_tokens": 200}),
+        )
         .await;
     assert_eq!(status, 429, "{v}");
     assert_eq!(v["error"]["code"], "rate_limit_exceeded");
-    assert!(started.elapsed() >= Duration::from_millis(350), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(350),
+        "{:?}",
+        started.elapsed()
+    );
     let (status, v) = s
-        .post_json("/v1/completions", &json!({"prompt": "Hi", "max_tokens": 400}))
+        .post_json(
+            "/v1/completions",
+            &json!({"prompt": "Hi", "max_tokens": 400}),
+        )
         .await;
     assert_eq!(status, 400, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("KV cache"), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("KV cache"),
+        "{v}"
+    );
     drop(hold);
     s.stop().await.unwrap();
 }
@@ -358,7 +485,15 @@ async fn concurrent_requests_get_their_sequential_answers() {
             let body = json!({"prompt": p, "max_tokens": n, "temperature": 0});
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(40 * i as u64)).await;
-                let v: Value = client.post(url).json(&body).send().await.unwrap().json().await.unwrap();
+                let v: Value = client
+                    .post(url)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
                 v["choices"][0]["text"].as_str().unwrap().to_string()
             })
         })
@@ -367,8 +502,7 @@ async fn concurrent_requests_get_their_sequential_answers() {
         assert_eq!(t.await.unwrap(), alone[i], "prompt {i}");
     }
     // The same work in fewer model steps: the sequences shared steps.
-    let steps_together =
-        metric(&s.metrics_text().await, "sconce_step_tokens_count{") - steps_alone;
+    let steps_together = metric(&s.metrics_text().await, "sconce_step_tokens_count{") - steps_alone;
     assert!(
         steps_together < steps_alone,
         "{steps_together} steps together vs {steps_alone} alone"

@@ -53,7 +53,10 @@ struct RefMessage {
 const NEAR_TIE: f64 = 0.25;
 
 fn reference() -> Reference {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/smollm2_reference.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/smollm2_reference.json"
+    );
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
@@ -111,7 +114,10 @@ fn greedy_decoding_matches_llama_cpp() {
         reference.sha256,
         "the fixture was made from another file"
     );
-    let template = model.template.as_ref().expect("SmolLM2 ships a chat template");
+    let template = model
+        .template
+        .as_ref()
+        .expect("SmolLM2 ships a chat template");
     let mut identical = 0;
     for case in &reference.cases {
         if let Some(messages) = &case.messages {
@@ -122,7 +128,12 @@ fn greedy_decoding_matches_llama_cpp() {
                     content: m.content.clone(),
                 })
                 .collect();
-            assert_eq!(template.render(&messages).unwrap(), case.prompt, "{}", case.name);
+            assert_eq!(
+                template.render(&messages).unwrap(),
+                case.prompt,
+                "{}",
+                case.name
+            );
         }
         let prompt = model.vocab.encode(&case.prompt).unwrap();
         assert_eq!(prompt, case.prompt_tokens, "{}: prompt tokens", case.name);
@@ -167,7 +178,10 @@ fn single_token_logits_equal_llama_cpps() {
     let (_, logits) = greedy(&model, &s.tokens, 1);
     for (id, want) in &s.logits {
         let got = f64::from(logits[0][*id as usize]);
-        assert!((got - want).abs() < 1e-3, "token {id}: {got} vs llama.cpp {want}");
+        assert!(
+            (got - want).abs() < 1e-3,
+            "token {id}: {got} vs llama.cpp {want}"
+        );
     }
 }
 
@@ -251,7 +265,8 @@ fn batched_decoding_equals_one_sequence_at_a_time() {
             running[*k].1.out.push(argmax(l));
         }
         running.retain_mut(|(i, s)| {
-            let finished = s.out.len() >= s.want || s.out.last().is_some_and(|t| model.vocab.is_eog(*t));
+            let finished =
+                s.out.len() >= s.want || s.out.last().is_some_and(|t| model.vocab.is_eog(*t));
             if finished {
                 done[*i] = Some(std::mem::take(&mut s.out));
             }

@@ -64,7 +64,11 @@ pub fn stop_strings(v: Option<&Value>) -> Result<Vec<String>, OpenAiError> {
         Some(Value::String(s)) => vec![s.clone()],
         Some(Value::Array(items)) => items
             .iter()
-            .map(|i| i.as_str().map(str::to_string).ok_or_else(|| bad("stop", msg)))
+            .map(|i| {
+                i.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| bad("stop", msg))
+            })
             .collect::<Result<_, _>>()?,
         Some(_) => return Err(bad("stop", msg)),
     };
@@ -79,24 +83,43 @@ pub fn options(f: &SamplingFields) -> Result<Options, OpenAiError> {
     if let Some(n) = f.n
         && n != 1
     {
-        return Err(bad("n", format!("n = {n} is not supported; only 1 completion per request")));
+        return Err(bad(
+            "n",
+            format!("n = {n} is not supported; only 1 completion per request"),
+        ));
     }
     let max_tokens = match f.max_completion_tokens.or(f.max_tokens) {
         None => None,
-        Some(m) if m < 1 => return Err(bad("max_tokens", format!("max_tokens must be at least 1 (got {m})"))),
+        Some(m) if m < 1 => {
+            return Err(bad(
+                "max_tokens",
+                format!("max_tokens must be at least 1 (got {m})"),
+            ));
+        }
         Some(m) => Some(usize::try_from(m).unwrap_or(usize::MAX)),
     };
     let temperature = f.temperature.unwrap_or(1.0);
     if !(0.0..=2.0).contains(&temperature) {
-        return Err(bad("temperature", format!("temperature must be between 0 and 2 (got {temperature})")));
+        return Err(bad(
+            "temperature",
+            format!("temperature must be between 0 and 2 (got {temperature})"),
+        ));
     }
     let top_p = f.top_p.unwrap_or(1.0);
     if !(top_p > 0.0 && top_p <= 1.0) {
-        return Err(bad("top_p", format!("top_p must be in (0, 1] (got {top_p})")));
+        return Err(bad(
+            "top_p",
+            format!("top_p must be in (0, 1] (got {top_p})"),
+        ));
     }
     let top_k = match f.top_k {
         None => 0,
-        Some(k) if k < 0 => return Err(bad("top_k", format!("top_k must be 0 (off) or positive (got {k})"))),
+        Some(k) if k < 0 => {
+            return Err(bad(
+                "top_k",
+                format!("top_k must be 0 (off) or positive (got {k})"),
+            ));
+        }
         Some(k) => usize::try_from(k).unwrap_or(usize::MAX),
     };
     Ok(Options {
@@ -190,7 +213,11 @@ pub struct Generation {
 }
 
 impl Generation {
-    pub fn start(generator: &Generator, req: GenRequest, stop: Vec<String>) -> Result<Self, ApiError> {
+    pub fn start(
+        generator: &Generator,
+        req: GenRequest,
+        stop: Vec<String>,
+    ) -> Result<Self, ApiError> {
         let prompt_tokens = req.prompt.len();
         let events = generator.submit(req).map_err(|e| match e {
             SubmitError::QueueFull => ApiError::Overloaded("generation queue is full"),
@@ -268,7 +295,9 @@ impl Generation {
                 return Ok((out, f, self));
             }
         }
-        Err(ApiError::Inference("generation ended without a finish".into()))
+        Err(ApiError::Inference(
+            "generation ended without a finish".into(),
+        ))
     }
 }
 
@@ -285,7 +314,10 @@ pub fn sse_data(json: &impl serde::Serialize) -> Bytes {
 pub fn sse_response(events: impl futures::Stream<Item = Bytes> + Send + 'static) -> Response {
     let mut resp = Body::from_stream(events.map(Ok::<_, Infallible>)).into_response();
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     resp
 }
@@ -405,7 +437,13 @@ mod tests {
         assert!(err(json!({"temperature": 2.5})).contains("[temperature]"));
         assert!(err(json!({"top_p": 0})).contains("[top_p]"));
         assert!(err(json!({"top_k": -1})).contains("[top_k]"));
-        for stop in [json!(""), json!(["a", ""]), json!([1]), json!(3), json!(["a", "b", "c", "d", "e"])] {
+        for stop in [
+            json!(""),
+            json!(["a", ""]),
+            json!([1]),
+            json!(3),
+            json!(["a", "b", "c", "d", "e"]),
+        ] {
             assert!(err(json!({"stop": stop})).contains("[stop]"), "{stop}");
         }
         assert_eq!(stop_strings(Some(&json!(["a", "b"]))).unwrap(), ["a", "b"]);

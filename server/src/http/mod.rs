@@ -11,8 +11,8 @@ pub mod tensor;
 mod v1;
 mod v2;
 mod v2_binary;
-mod v2_splice;
 mod v2_generate;
+mod v2_splice;
 mod v2_types;
 
 use std::sync::{Arc, OnceLock};
@@ -109,12 +109,21 @@ pub fn router(state: SharedState) -> Router {
     let generation = Router::new()
         .route("/v1/chat/completions", post(openai_chat::chat_completions))
         .route("/v1/completions", post(openai_chat::completions))
-        .route_layer(middleware::from_fn_with_state(state.clone(), generate::track_openai))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            generate::track_openai,
+        ))
         .merge(
             Router::new()
                 .route("/v2/models/{name}/generate", post(v2_generate::generate))
-                .route("/v2/models/{name}/generate_stream", post(v2_generate::generate_stream))
-                .route_layer(middleware::from_fn_with_state(state.clone(), generate::track_v2)),
+                .route(
+                    "/v2/models/{name}/generate_stream",
+                    post(v2_generate::generate_stream),
+                )
+                .route_layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    generate::track_v2,
+                )),
         );
     let protected = Router::new()
         .route("/v2", get(v2::server_metadata))

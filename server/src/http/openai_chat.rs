@@ -115,7 +115,10 @@ fn check_common(c: &Common) -> Result<Options> {
     }
     if matches!(&c.response_format, Some(f) if f.get("type").and_then(Value::as_str) != Some("text"))
     {
-        return Err(unsupported("response_format", "a response_format other than text"));
+        return Err(unsupported(
+            "response_format",
+            "a response_format other than text",
+        ));
     }
     if c.echo == Some(true) {
         return Err(unsupported("echo", "echo"));
@@ -267,7 +270,12 @@ impl Header {
     }
 }
 
-async fn respond(header: Header, mut g: Generation, stream: bool, include_usage: bool) -> Result<Response> {
+async fn respond(
+    header: Header,
+    mut g: Generation,
+    stream: bool,
+    include_usage: bool,
+) -> Result<Response> {
     if !stream {
         let (text, finish, g) = g.collect().await.map_err(OpenAiError::from)?;
         let u = usage(&g);
@@ -304,7 +312,11 @@ async fn respond(header: Header, mut g: Generation, stream: bool, include_usage:
             match piece {
                 Some(Ok(Piece { text, finish })) => {
                     if !text.is_empty() {
-                        queued.push(sse_data(&header.chunk(json!({"content": text}), None, include_usage)));
+                        queued.push(sse_data(&header.chunk(
+                            json!({"content": text}),
+                            None,
+                            include_usage,
+                        )));
                     }
                     if let Some(f) = finish {
                         queued.push(sse_data(&header.chunk(json!({}), Some(f), include_usage)));
@@ -336,7 +348,9 @@ fn header(state: &SharedState, requested: Option<&str>, kind: Kind) -> Result<He
         && r != model
     {
         return Err(OpenAiError::param(
-            ApiError::NotFound(format!("the model {r:?} does not exist; this server serves {model:?}")),
+            ApiError::NotFound(format!(
+                "the model {r:?} does not exist; this server serves {model:?}"
+            )),
             "model",
         ));
     }
@@ -401,7 +415,10 @@ pub async fn completions(
             ));
         }
         Prompt::Tokens(ids) => match ids.iter().find(|&&t| t as usize >= vocab.len()) {
-            Some(bad) => Err(format!("token {bad} is outside the vocabulary of {}", vocab.len())),
+            Some(bad) => Err(format!(
+                "token {bad} is outside the vocabulary of {}",
+                vocab.len()
+            )),
             None => Ok(ids),
         },
     }

@@ -88,10 +88,11 @@ mod tests {
             serde_json::json!({"error": {"message": "max_tokens must be at least 1",
                 "type": "invalid_request_error", "param": "max_tokens", "code": null}})
         );
-        let v = serde_json::to_value(OpenAiError::from(ApiError::Overloaded("full")).body()).unwrap();
+        let v =
+            serde_json::to_value(OpenAiError::from(ApiError::Overloaded("full")).body()).unwrap();
         assert_eq!(v["error"]["code"], "rate_limit_exceeded");
-        let v = serde_json::to_value(OpenAiError::from(ApiError::NotFound("m".into())).body())
-            .unwrap();
+        let v =
+            serde_json::to_value(OpenAiError::from(ApiError::NotFound("m".into())).body()).unwrap();
         assert_eq!(v["error"]["code"], "model_not_found");
     }
 }

@@ -10,7 +10,9 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use super::generate::{Generation, SamplingFields, engine_request, find_generator, options, sse_data, sse_response};
+use super::generate::{
+    Generation, SamplingFields, engine_request, find_generator, options, sse_data, sse_response,
+};
 use super::{SharedState, body, parse_json};
 use crate::error::ApiError;
 
@@ -81,38 +83,35 @@ pub async fn generate_stream(
     // The first piece before the headers: a request refused in the queue still gets its 429.
     let first = g.next().await.transpose()?;
     let version = s.model(&name, None)?.info.version.clone();
-    let stream = futures::stream::unfold(
-        (g, first, false),
-        move |(mut g, pending, ended)| {
-            let (name, version) = (name.clone(), version.clone());
-            async move {
-                if ended {
-                    return None;
-                }
-                let piece = match pending {
-                    Some(p) => Ok(p),
-                    None => g.next().await?,
-                };
-                let event = match piece {
-                    Ok(p) => {
-                        let last = p.finish.is_some();
-                        let event = sse_data(&GenerateResponse {
-                            model_name: &name,
-                            model_version: &version,
-                            text_output: p.text,
-                            finish_reason: p.finish,
-                            usage: last.then_some(Usage {
-                                prompt_tokens: g.prompt_tokens,
-                                completion_tokens: g.completion_tokens,
-                            }),
-                        });
-                        return Some((event, (g, None, last)));
-                    }
-                    Err(e) => sse_data(&serde_json::json!({"error": e.to_string()})),
-                };
-                Some((event, (g, None, true)))
+    let stream = futures::stream::unfold((g, first, false), move |(mut g, pending, ended)| {
+        let (name, version) = (name.clone(), version.clone());
+        async move {
+            if ended {
+                return None;
             }
-        },
-    );
+            let piece = match pending {
+                Some(p) => Ok(p),
+                None => g.next().await?,
+            };
+            let event = match piece {
+                Ok(p) => {
+                    let last = p.finish.is_some();
+                    let event = sse_data(&GenerateResponse {
+                        model_name: &name,
+                        model_version: &version,
+                        text_output: p.text,
+                        finish_reason: p.finish,
+                        usage: last.then_some(Usage {
+                            prompt_tokens: g.prompt_tokens,
+                            completion_tokens: g.completion_tokens,
+                        }),
+                    });
+                    return Some((event, (g, None, last)));
+                }
+                Err(e) => sse_data(&serde_json::json!({"error": e.to_string()})),
+            };
+            Some((event, (g, None, true)))
+        }
+    });
     Ok(sse_response(stream))
 }

@@ -98,6 +98,13 @@ mod tests {
         assert_eq!(admit(&[], 0, 8, kv), 0);
         assert!(kv.fits(60) && !kv.fits(61));
         assert!((kv.usage() - 0.4).abs() < 1e-12);
-        assert_eq!(KvBudget { capacity: 0, reserved: 0 }.usage(), 0.0);
+        assert_eq!(
+            KvBudget {
+                capacity: 0,
+                reserved: 0
+            }
+            .usage(),
+            0.0
+        );
     }
 }

@@ -26,7 +26,11 @@ struct Running {
 
 impl Running {
     fn prompt_left(&self) -> usize {
-        self.job.request.prompt.len().saturating_sub(self.cache.len())
+        self.job
+            .request
+            .prompt
+            .len()
+            .saturating_sub(self.cache.len())
     }
 
     fn cancelled(&self) -> bool {
@@ -91,7 +95,10 @@ impl<F: Fn(u32) -> bool> Worker<F> {
             }
         }
         for r in self.running.drain(..) {
-            let _ = r.job.events.send(Event::Failed("the server is stopping".into()));
+            let _ = r
+                .job
+                .events
+                .send(Event::Failed("the server is stopping".into()));
         }
         tracing::debug!("generation thread stopped");
     }
@@ -132,7 +139,9 @@ impl<F: Fn(u32) -> bool> Worker<F> {
 
     fn enqueue(&mut self, s: Submitted) {
         if s.request.prompt.is_empty() || s.request.max_tokens == 0 {
-            let _ = s.events.send(Event::Failed("empty prompt or max_tokens 0".into()));
+            let _ = s
+                .events
+                .send(Event::Failed("empty prompt or max_tokens 0".into()));
             return;
         }
         if self.waiting.len() >= self.cfg.queue_capacity {

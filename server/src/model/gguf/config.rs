@@ -247,20 +247,29 @@ mod tests {
         md.insert("llama.expert_count".into(), Value::U32(8));
         assert!(llama(&md).unwrap_err().contains("mixture-of-experts"));
         let mut md = smollm();
-        md.insert("llama.rope.scaling.type".into(), Value::String("yarn".into()));
+        md.insert(
+            "llama.rope.scaling.type".into(),
+            Value::String("yarn".into()),
+        );
         assert!(llama(&md).unwrap_err().contains("yarn"));
         let mut md = smollm();
         md.remove("llama.block_count");
         assert!(llama(&md).unwrap_err().contains("llama.block_count"));
         let mut md = smollm();
-        md.insert("llama.attention.head_count".into(), Value::String("9".into()));
+        md.insert(
+            "llama.attention.head_count".into(),
+            Value::String("9".into()),
+        );
         assert!(llama(&md).unwrap_err().contains("not an integer"));
     }
 
     #[test]
     fn linear_rope_scaling_and_defaults() {
         let mut md = smollm();
-        md.insert("llama.rope.scaling.type".into(), Value::String("linear".into()));
+        md.insert(
+            "llama.rope.scaling.type".into(),
+            Value::String("linear".into()),
+        );
         md.insert("llama.rope.scaling.factor".into(), Value::F32(4.0));
         md.remove("llama.attention.head_count_kv");
         md.remove("llama.rope.freq_base");

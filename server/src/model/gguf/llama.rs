@@ -55,7 +55,9 @@ impl Linear {
             Weights::Own(m) => Ok(m.forward(x, rows)),
             Weights::Candle(w) => {
                 let t = Tensor::from_slice(x, (rows, self.k), &Device::Cpu)?;
-                t.apply_op1_no_bwd(w.as_ref())?.flatten_all()?.to_vec1::<f32>()
+                t.apply_op1_no_bwd(w.as_ref())?
+                    .flatten_all()?
+                    .to_vec1::<f32>()
             }
         }
     }
@@ -176,16 +178,15 @@ pub struct Llama {
     freq_factors: Option<Vec<f32>>,
 }
 
-fn read(
-    ct: &gguf_file::Content,
-    file: &mut File,
-    name: &str,
-) -> anyhow::Result<QTensor> {
+fn read(ct: &gguf_file::Content, file: &mut File, name: &str) -> anyhow::Result<QTensor> {
     let t = ct
         .tensor(file, name, &Device::Cpu)
         .with_context(|| format!("reading tensor {name}"))?;
     if !super::config::supported_type(t.dtype()) {
-        bail!("tensor {name} has type {:?}, which is not supported", t.dtype());
+        bail!(
+            "tensor {name} has type {:?}, which is not supported",
+            t.dtype()
+        );
     }
     Ok(t)
 }
@@ -345,7 +346,11 @@ impl Llama {
                 let mut q = Vec::with_capacity(n * q_dim);
                 for row in qkv[r0 * qkv_width..(r0 + n) * qkv_width].chunks_exact(qkv_width) {
                     q.extend_from_slice(&row[..q_dim]);
-                    k_cache.extend(row[q_dim..q_dim + kv_dim].iter().map(|x| ops::f16_round(*x)));
+                    k_cache.extend(
+                        row[q_dim..q_dim + kv_dim]
+                            .iter()
+                            .map(|x| ops::f16_round(*x)),
+                    );
                     v_cache.extend(row[q_dim + kv_dim..].iter().map(|x| ops::f16_round(*x)));
                 }
                 ops::attention(

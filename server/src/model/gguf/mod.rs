@@ -36,7 +36,10 @@ pub fn find_file(path: &Path) -> anyhow::Result<PathBuf> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(path).with_context(|| format!("reading {}", path.display()))? {
         let p = entry?.path();
-        if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) && p.is_file() {
+        if p.extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+            && p.is_file()
+        {
             found.push(p);
         }
     }
@@ -93,8 +96,7 @@ fn check_complete(ct: &gguf_file::Content, file_len: u64) -> anyhow::Result<()> 
 impl GgufModel {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let path = find_file(path)?;
-        let mut file =
-            File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        let mut file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
         let file_len = file.metadata()?.len();
         let mut magic = [0u8; 4];
         if file.read_exact(&mut magic).is_err() || &magic != b"GGUF" {

@@ -60,7 +60,10 @@ pub fn rope_row(row: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) {
 /// SwiGLU on rows of `[gate | up]` (`2 * n_ff` wide): `out = silu(gate) * up`.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
 pub fn swiglu_rows(gate_up: &[f32], n_ff: usize, out: &mut [f32]) {
-    for (row, dst) in gate_up.chunks_exact(2 * n_ff).zip(out.chunks_exact_mut(n_ff)) {
+    for (row, dst) in gate_up
+        .chunks_exact(2 * n_ff)
+        .zip(out.chunks_exact_mut(n_ff))
+    {
         let (gate, up) = row.split_at(n_ff);
         for ((d, g), u) in dst.iter_mut().zip(gate).zip(up) {
             *d = g / (1.0 + (-g).exp()) * u;

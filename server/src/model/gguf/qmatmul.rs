@@ -100,7 +100,11 @@ fn dot(kind: Kind, w: &[u8], a: &[Act]) -> f32 {
                 f16_at(blk, 0) * a.d
             }
             Kind::Q4_0 | Kind::Q4_1 => {
-                let qs = if kind == Kind::Q4_0 { &blk[2..18] } else { &blk[4..20] };
+                let qs = if kind == Kind::Q4_0 {
+                    &blk[2..18]
+                } else {
+                    &blk[4..20]
+                };
                 let off = if kind == Kind::Q4_0 { 8 } else { 0 };
                 for j in 0..16 {
                     x[j] = i32::from(qs[j] & 0x0F) - off;
@@ -113,7 +117,9 @@ fn dot(kind: Kind, w: &[u8], a: &[Act]) -> f32 {
             }
         };
         for (l, acc) in acc.iter_mut().enumerate() {
-            let lane: i32 = (0..4).map(|i| x[4 * l + i] * i32::from(a.q[4 * l + i])).sum();
+            let lane: i32 = (0..4)
+                .map(|i| x[4 * l + i] * i32::from(a.q[4 * l + i]))
+                .sum();
             *acc = scale.mul_add(lane as f32, *acc);
         }
     }
@@ -178,7 +184,9 @@ impl QMatrix {
             // SAFETY: workers get disjoint column ranges, and `dot_columns` writes only the
             // elements `r * n + c` of its own columns; `out` outlives the call.
             let out = unsafe { std::slice::from_raw_parts_mut(out_ptr.get(), rows * n) };
-            dot_columns(self.kind, &self.data, row_bytes, &acts, blocks, cols, n, out);
+            dot_columns(
+                self.kind, &self.data, row_bytes, &acts, blocks, cols, n, out,
+            );
         });
         out
     }
@@ -207,23 +215,40 @@ mod tests {
     #[test]
     fn matches_dequantized_product() {
         let (n, k, rows) = (37, 96, 3);
-        let w: Vec<f32> = (0..n * k).map(|i| ((i * 7919 % 201) as f32 - 100.0) / 50.0).collect();
-        let x: Vec<f32> = (0..rows * k).map(|i| ((i * 104729 % 301) as f32 - 150.0) / 70.0).collect();
+        let w: Vec<f32> = (0..n * k)
+            .map(|i| ((i * 7919 % 201) as f32 - 100.0) / 50.0)
+            .collect();
+        let x: Vec<f32> = (0..rows * k)
+            .map(|i| ((i * 104729 % 301) as f32 - 150.0) / 70.0)
+            .collect();
         for dtype in [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q8_0] {
             let t = Tensor::from_vec(w.clone(), (n, k), &Device::Cpu).unwrap();
             let q = QTensor::quantize(&t, dtype).unwrap();
-            let deq: Vec<f32> = q.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1().unwrap();
-            let m = QMatrix::new(Kind::of(dtype).unwrap(), n, k, q.data().unwrap().to_vec()).unwrap();
+            let deq: Vec<f32> = q
+                .dequantize(&Device::Cpu)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let m =
+                QMatrix::new(Kind::of(dtype).unwrap(), n, k, q.data().unwrap().to_vec()).unwrap();
             let got = m.forward(&x, rows);
             let mut acts = vec![ZERO; k / 32];
             for r in 0..rows {
                 quantize_row(&x[r * k..(r + 1) * k], &mut acts);
-                let xq: Vec<f64> = acts.iter().flat_map(|a| a.q.iter().map(move |q| f64::from(*q) * f64::from(a.d))).collect();
+                let xq: Vec<f64> = acts
+                    .iter()
+                    .flat_map(|a| a.q.iter().map(move |q| f64::from(*q) * f64::from(a.d)))
+                    .collect();
                 for c in 0..n {
                     let want: f64 = (0..k).map(|i| f64::from(deq[c * k + i]) * xq[i]).sum();
                     let g = f64::from(got[r * n + c]);
                     // Q4_1's offset term uses the f16-rounded d·Σq, as llama.cpp does.
-                    assert!((g - want).abs() < 2e-2 * (1.0 + want.abs()), "{dtype:?} [{r},{c}]: {g} vs {want}");
+                    assert!(
+                        (g - want).abs() < 2e-2 * (1.0 + want.abs()),
+                        "{dtype:?} [{r},{c}]: {g} vs {want}"
+                    );
                 }
             }
         }

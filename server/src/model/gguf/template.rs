@@ -85,7 +85,10 @@ impl ChatTemplate {
             eos_token => &self.eos_token,
         })
         .map_err(|e| match e.kind() {
-            ErrorKind::InvalidOperation => format!("the chat template refused the messages: {}", e.detail().unwrap_or("")),
+            ErrorKind::InvalidOperation => format!(
+                "the chat template refused the messages: {}",
+                e.detail().unwrap_or("")
+            ),
             _ => format!("rendering the chat template: {e}"),
         })
     }

@@ -127,7 +127,11 @@ fn pre_tokenizer(pre: &str) -> Result<PreTokenizerWrapper, String> {
             false,
         )
         .map_err(|e| e.to_string())?;
-        Ok(Sequence::new(vec![split.into(), ByteLevel::new(false, true, false).into()]).into())
+        Ok(Sequence::new(vec![
+            split.into(),
+            ByteLevel::new(false, true, false).into(),
+        ])
+        .into())
     };
     Ok(match pre {
         "default" | "gpt2" | "gpt-2" => ByteLevel::new(false, true, true).into(),
@@ -278,7 +282,8 @@ impl Vocab {
         eog.dedup();
         Ok(Vocab {
             encoder,
-            add_bos: flag(md, "tokenizer.ggml.add_bos_token").unwrap_or(default_add_bos) && bos.is_some(),
+            add_bos: flag(md, "tokenizer.ggml.add_bos_token").unwrap_or(default_add_bos)
+                && bos.is_some(),
             tokens,
             pieces,
             bos,
@@ -375,7 +380,9 @@ mod tests {
     fn spm_metadata() -> HashMap<String, Value> {
         let mut md = HashMap::new();
         md.insert("tokenizer.ggml.model".into(), Value::String("llama".into()));
-        let toks = ["<unk>", "<s>", "</s>", "▁", "h", "i", "▁h", "▁hi", "<0x0A>", "<|x|>"];
+        let toks = [
+            "<unk>", "<s>", "</s>", "▁", "h", "i", "▁h", "▁hi", "<0x0A>", "<|x|>",
+        ];
         md.insert("tokenizer.ggml.tokens".into(), arr(&toks));
         md.insert(
             "tokenizer.ggml.scores".into(),
@@ -429,7 +436,12 @@ mod tests {
         md.insert("tokenizer.ggml.model".into(), Value::String("bert".into()));
         let e = Vocab::from_metadata(&md).err().unwrap();
         assert!(e.contains("\"bert\""), "{e}");
-        assert!(pre_tokenizer("deepseek-coder").err().unwrap().contains("deepseek-coder"));
+        assert!(
+            pre_tokenizer("deepseek-coder")
+                .err()
+                .unwrap()
+                .contains("deepseek-coder")
+        );
         let mut md = spm_metadata();
         md.insert("tokenizer.ggml.eos_token_id".into(), Value::U32(99));
         assert!(Vocab::from_metadata(&md).err().unwrap().contains("outside"));
