@@ -141,7 +141,7 @@ pub fn llama(md: &HashMap<String, Value>) -> Result<LlamaConfig, String> {
         Some("linear") => get_f32(md, &key("rope.scaling.factor"))?.unwrap_or(1.0),
         Some(other) => return Err(format!("RoPE scaling {other:?} is not supported")),
     };
-    if !(rope_linear_scale > 0.0) {
+    if rope_linear_scale.is_nan() || rope_linear_scale <= 0.0 {
         return Err("rope.scaling.factor must be positive".into());
     }
     Ok(LlamaConfig {

@@ -42,7 +42,7 @@ impl Linear {
         }
         let dtype = w.dtype();
         let w = match qmatmul::Kind::of(dtype) {
-            Some(kind) if k % 32 == 0 => Weights::Own(
+            Some(kind) if k.is_multiple_of(32) => Weights::Own(
                 QMatrix::new(kind, n, k, w.data()?.into_owned()).map_err(anyhow::Error::msg)?,
             ),
             _ => Weights::Candle(w),

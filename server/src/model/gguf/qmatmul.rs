@@ -126,22 +126,16 @@ fn dot(kind: Kind, w: &[u8], a: &[Act]) -> f32 {
     hsum8(&acc) + summs
 }
 
+/// Columns `cols` of `x · mᵀ` for the quantized rows `acts`, written into `out` (`rows × n`).
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
-fn dot_columns(
-    kind: Kind,
-    w: &[u8],
-    row_bytes: usize,
-    acts: &[Act],
-    blocks: usize,
-    cols: std::ops::Range<usize>,
-    n: usize,
-    out: &mut [f32],
-) {
+fn dot_columns(m: &QMatrix, acts: &[Act], cols: std::ops::Range<usize>, out: &mut [f32]) {
+    let blocks = m.k / 32;
+    let row_bytes = blocks * m.kind.bytes();
     let rows = acts.len() / blocks;
     for c in cols {
-        let wrow = &w[c * row_bytes..(c + 1) * row_bytes];
+        let wrow = &m.data[c * row_bytes..(c + 1) * row_bytes];
         for r in 0..rows {
-            out[r * n + c] = dot(kind, wrow, &acts[r * blocks..(r + 1) * blocks]);
+            out[r * m.n + c] = dot(m.kind, wrow, &acts[r * blocks..(r + 1) * blocks]);
         }
     }
 }
@@ -156,7 +150,7 @@ pub struct QMatrix {
 
 impl QMatrix {
     pub fn new(kind: Kind, n: usize, k: usize, data: Vec<u8>) -> Result<Self, String> {
-        if k % 32 != 0 || data.len() != n * k / 32 * kind.bytes() {
+        if !k.is_multiple_of(32) || data.len() != n * k / 32 * kind.bytes() {
             return Err(format!(
                 "{kind:?} matrix {n}x{k} cannot hold {} bytes",
                 data.len()
@@ -174,7 +168,6 @@ impl QMatrix {
         }
         let n = self.n;
         let mut out = vec![0f32; rows * n];
-        let row_bytes = blocks * self.kind.bytes();
         // Columns are split over candle's thread pool; each column is written by one worker.
         let out_ptr = SendPtr(out.as_mut_ptr());
         const CHUNK: usize = 16;
@@ -184,9 +177,7 @@ impl QMatrix {
             // SAFETY: workers get disjoint column ranges, and `dot_columns` writes only the
             // elements `r * n + c` of its own columns; `out` outlives the call.
             let out = unsafe { std::slice::from_raw_parts_mut(out_ptr.get(), rows * n) };
-            dot_columns(
-                self.kind, &self.data, row_bytes, &acts, blocks, cols, n, out,
-            );
+            dot_columns(self, &acts, cols, out);
         });
         out
     }
