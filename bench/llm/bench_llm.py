@@ -165,26 +165,23 @@ def main():
     llama_threads = os.environ.get("BENCH_LLAMA_THREADS")
     print(f"machine: nproc {os.cpu_count()}, load {os.getloadavg()}; model {gguf}; repeats {a.repeats}", flush=True)
     results = {}
+
+    def run(name, cmd, port, ready_path, log):
+        s = Server(name, cmd, port, ready_path, os.path.join(a.out, log))
+        try:
+            results[name] = measure(s, a.repeats)
+        finally:
+            s.stop()
+        print(name, results[name], flush=True)
+
     port = free_port()
-    cmd = [a.sconce, "--format", "gguf", "--model-dir", a.model_dir, "--model-name", "smol",
-           "--host", "127.0.0.1", "--port", str(port)]
-    s = Server("sconce-server", cmd, port, "/v2/health/ready", os.path.join(a.out, "sconce.log"))
-    try:
-        results["sconce-server"] = measure(s, a.repeats)
-    finally:
-        s.stop()
-    print("sconce-server", results["sconce-server"], flush=True)
+    run("sconce-server", [a.sconce, "--format", "gguf", "--model-dir", a.model_dir, "--model-name", "smol",
+                          "--host", "127.0.0.1", "--port", str(port)], port, "/v2/health/ready", "sconce.log")
     port = free_port()
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", model, "--host", "127.0.0.1",
-           "--port", str(port)]
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", model, "--host", "127.0.0.1", "--port", str(port)]
     if llama_threads:
         cmd += ["--n_threads", llama_threads]
-    s = Server("llama.cpp", cmd, port, "/v1/models", os.path.join(a.out, "llama.log"))
-    try:
-        results["llama.cpp"] = measure(s, a.repeats)
-    finally:
-        s.stop()
-    print("llama.cpp", results["llama.cpp"], flush=True)
+    run("llama.cpp", cmd, port, "/v1/models", "llama.log")
     with open(os.path.join(a.out, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
 

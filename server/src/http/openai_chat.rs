@@ -342,6 +342,23 @@ async fn respond(
     Ok(sse_response(events))
 }
 
+/// Starts the generation of `tokens` and answers it (both endpoints end here).
+async fn generate(
+    header: Header,
+    generator: &crate::engine::generate::Generator,
+    tokens: Vec<u32>,
+    opts: Options,
+    common: &Common,
+) -> Result<Response> {
+    let request = engine_request(&generator.model, tokens, &opts)?;
+    let g = Generation::start(generator, request, opts.stop)?;
+    let include_usage = common
+        .stream_options
+        .as_ref()
+        .is_some_and(|o| o.include_usage);
+    respond(header, g, common.stream, include_usage).await
+}
+
 fn header(state: &SharedState, requested: Option<&str>, kind: Kind) -> Result<Header> {
     let model = state.model_name.clone();
     if let Some(r) = requested
@@ -389,10 +406,7 @@ pub async fn chat_completions(
         .vocab
         .encode(&prompt)
         .map_err(|e| ApiError::bad(format!("tokenizing the prompt: {e}")))?;
-    let request = engine_request(&generator.model, tokens, &opts)?;
-    let g = Generation::start(generator, request, opts.stop)?;
-    let include_usage = req.common.stream_options.is_some_and(|o| o.include_usage);
-    respond(header, g, req.common.stream, include_usage).await
+    generate(header, generator, tokens, opts, &req.common).await
 }
 
 pub async fn completions(
@@ -423,10 +437,7 @@ pub async fn completions(
         },
     }
     .map_err(|e| OpenAiError::param(ApiError::bad(format!("prompt: {e}")), "prompt"))?;
-    let request = engine_request(&generator.model, tokens, &opts)?;
-    let g = Generation::start(generator, request, opts.stop)?;
-    let include_usage = req.common.stream_options.is_some_and(|o| o.include_usage);
-    respond(header, g, req.common.stream, include_usage).await
+    generate(header, generator, tokens, opts, &req.common).await
 }
 
 /// `GET /v1/models`: the one model served.
