@@ -271,11 +271,15 @@ impl<F: Fn(u32) -> bool> Worker<F> {
                 None
             };
             if let Some(f) = finish {
-                let _ = r.job.events.send(Event::Finished(f));
-                finished.push(i);
+                finished.push((i, f));
             }
         }
-        self.retire(finished);
+        // Gauges first: a client that got its last event sees itself gone from them.
+        let done = self.retire(finished.iter().map(|(i, _)| *i).collect());
+        self.publish_gauges();
+        for (r, (_, f)) in done.into_iter().zip(finished) {
+            let _ = r.job.events.send(Event::Finished(f));
+        }
     }
 
     /// A failed step leaves its sequences' caches half-written: they all end with the error.
@@ -288,13 +292,19 @@ impl<F: Fn(u32) -> bool> Worker<F> {
                 .send(Event::Failed(error.to_string()));
         }
         self.retire(members.iter().map(|(i, _)| *i).collect());
+        self.publish_gauges();
     }
 
-    fn retire(&mut self, mut done: Vec<usize>) {
-        done.sort_unstable();
+    /// Removes the sequences at `done` (ascending) and frees their reservations; returns them
+    /// in the same order.
+    fn retire(&mut self, done: Vec<usize>) -> Vec<Running> {
+        let mut out = Vec::with_capacity(done.len());
         for i in done.into_iter().rev() {
             let r = self.running.remove(i);
             self.kv.reserved -= r.reserved;
+            out.push(r);
         }
+        out.reverse();
+        out
     }
 }
