@@ -11,6 +11,8 @@ pub enum Format {
     Sequential,
     /// A sentence-transformers BERT directory.
     Bert,
+    /// A quantized decoder-only language model: one llama.cpp `.gguf` file.
+    Gguf,
 }
 
 impl Format {
@@ -18,6 +20,7 @@ impl Format {
         match self {
             Format::Sequential => "sequential",
             Format::Bert => "bert",
+            Format::Gguf => "gguf",
         }
     }
 }
@@ -70,7 +73,8 @@ pub struct Args {
     #[arg(long, env = "SCONCE_PORT", default_value_t = 8080)]
     pub port: u16,
 
-    /// Most examples (rows / sentences) the model thread runs in one batch.
+    /// Most examples (rows / sentences) the model thread runs in one batch; for `gguf`, most
+    /// sequences generating together.
     #[arg(long, env = "SCONCE_MAX_BATCH_SIZE", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_batch_size: u32,
 
@@ -101,6 +105,21 @@ pub struct Args {
     /// keep-alive connection stays open); slower connections are closed.
     #[arg(long, env = "SCONCE_HEADER_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub header_timeout_ms: u64,
+
+    /// `gguf`: KV cache budget in bytes. Each sequence reserves its prompt plus `max_tokens`;
+    /// requests that do not fit wait (see --queue-timeout-ms).
+    #[arg(long, env = "SCONCE_KV_CACHE_BYTES", default_value_t = 1 << 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub kv_cache_bytes: u64,
+
+    /// `gguf`: most tokens per model step — one per generating sequence, the rest chunks of
+    /// prompts being read, so a long prompt does not stall running streams.
+    #[arg(long, env = "SCONCE_MAX_BATCH_TOKENS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_batch_tokens: u32,
+
+    /// `gguf`: how long a generation request may wait for KV cache space or a batch slot
+    /// before it gets 429.
+    #[arg(long, env = "SCONCE_QUEUE_TIMEOUT_MS", default_value_t = 30_000)]
+    pub queue_timeout_ms: u64,
 
     /// File holding a bearer token; when set, every route but health and metrics needs it.
     #[arg(long, env = "SCONCE_API_KEY_FILE")]

@@ -3,7 +3,8 @@
 //!
 //! The URI names the model *directory*: `file:///models/mlp`, `https://host/models/mlp` or
 //! `s3://bucket/models/mlp`.
-//! The files the format needs are fetched from below it (`<uri>/config.json`, ...).
+//! The files the format needs are fetched from below it (`<uri>/config.json`, ...). For `gguf`
+//! the URI may also name the `.gguf` file itself; a directory URI then means `<uri>/model.gguf`.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,15 @@ fn files(format: Format) -> &'static [(&'static str, bool)] {
             ("modules.json", false),
             ("sentence_bert_config.json", false),
         ],
+        Format::Gguf => &[("model.gguf", true)],
+    }
+}
+
+/// The file `--model-sha256` is checked against.
+fn weights_file(format: Format) -> &'static str {
+    match format {
+        Format::Gguf => "model.gguf",
+        Format::Sequential | Format::Bert => "model.safetensors",
     }
 }
 
@@ -64,7 +74,7 @@ pub async fn fetch(
     let key = hex(&Sha256::digest(uri.as_bytes()));
     let dest = cache_dir.join(&key[..16]);
     let marker = dest.join(".complete");
-    let weights = dest.join("model.safetensors");
+    let weights = dest.join(weights_file(format));
     if marker.exists() {
         match &expected {
             Some(e) if !verify(&weights, e).await? => {
@@ -81,6 +91,12 @@ pub async fn fetch(
         .with_context(|| format!("creating {}", dest.display()))?;
     let _ = tokio::fs::remove_file(&marker).await;
     let base = uri.trim_end_matches('/');
+    // A `gguf` URI naming the file itself: it is the one file, whatever its name.
+    let whole = format == Format::Gguf && base.to_ascii_lowercase().ends_with(".gguf");
+    let (base, leaf) = match base.rsplit_once('/') {
+        Some((dir, file)) if whole => (dir, Some(file)),
+        _ => (base, None),
+    };
     let client = reqwest::Client::new();
     let s3 = match base.strip_prefix("s3://") {
         Some(rest) => {
@@ -95,6 +111,7 @@ pub async fn fetch(
     };
     for (rel, required) in files(format) {
         let target = dest.join(rel);
+        let rel: &str = leaf.unwrap_or(rel);
         if let Some(parent) = target.parent() {
             tokio::fs::create_dir_all(parent).await?;
         }
@@ -105,7 +122,7 @@ pub async fn fetch(
             download(&client, &format!("{base}/{rel}"), &part).await?
         } else if let Some((store, prefix)) = &s3 {
             let key = if prefix.is_empty() {
-                (*rel).to_string()
+                rel.to_string()
             } else {
                 format!("{prefix}/{rel}")
             };
@@ -123,7 +140,10 @@ pub async fn fetch(
         && !verify(&weights, e).await?
     {
         let _ = tokio::fs::remove_file(&weights).await;
-        bail!("sha256 mismatch for {uri}/model.safetensors: expected {e}; refusing to start");
+        bail!(
+            "sha256 mismatch for {uri} ({}): expected {e}; refusing to start",
+            weights_file(format)
+        );
     }
     tokio::fs::write(&marker, b"").await?;
     tracing::info!(uri, dir = %dest.display(), "model fetched");

@@ -23,6 +23,7 @@ use tokio::sync::Semaphore;
 
 pub use cli::{Args, Format};
 
+use crate::engine::generate::GenerateConfig;
 use crate::engine::{BatchConfig, Engine};
 use crate::http::{AppState, Loaded, SharedState};
 use crate::metrics::Metrics;
@@ -147,7 +148,15 @@ async fn load(args: &Args, state: &AppState) -> anyhow::Result<()> {
         max_batch_delay: Duration::from_millis(args.max_batch_delay_ms),
         queue_capacity: args.max_concurrency as usize,
     };
-    let engine = Engine::start(model, cfg, &state.metrics).context("starting the model thread")?;
+    let generate = GenerateConfig {
+        max_running: args.max_batch_size as usize,
+        max_step_tokens: args.max_batch_tokens as usize,
+        kv_cache_bytes: usize::try_from(args.kv_cache_bytes).unwrap_or(usize::MAX),
+        queue_timeout: Duration::from_millis(args.queue_timeout_ms),
+        queue_capacity: args.max_concurrency as usize,
+    };
+    let engine =
+        Engine::start(model, cfg, generate, &state.metrics).context("starting the model thread")?;
     tracing::info!(
         model = %info.name,
         version = %info.version,

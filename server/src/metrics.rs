@@ -7,6 +7,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::engine::generate::GenerationMetrics;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub model: String,
@@ -46,6 +48,7 @@ pub struct Metrics {
     batch_size: Family<ModelLabels, Histogram>,
     batch_duration: Family<ModelLabels, Histogram>,
     ready: Family<ModelLabels, Gauge>,
+    generation: GenerationMetrics,
 }
 
 impl Metrics {
@@ -97,8 +100,10 @@ impl Metrics {
             "1 once the model is loaded and serving",
             ready.clone(),
         );
+        let generation = GenerationMetrics::register(&mut registry, model);
         let m = Metrics {
             registry,
+            generation,
             model: model.to_string(),
             requests,
             duration,
@@ -153,6 +158,11 @@ impl Metrics {
         self.batch_duration
             .get_or_create(&self.model_labels())
             .clone()
+    }
+
+    /// Text generation series (`gguf` models).
+    pub fn generation(&self) -> GenerationMetrics {
+        self.generation.clone()
     }
 
     pub fn set_ready(&self) {

@@ -129,6 +129,9 @@ pub enum ModelFormat {
     Sequential,
     /// A sentence-transformers BERT encoder producing embeddings.
     Bert,
+    /// A quantized decoder-only language model: one llama.cpp GGUF file (Llama architecture),
+    /// served with OpenAI chat/completions and KServe generate.
+    Gguf,
 }
 
 impl ModelFormat {
@@ -136,6 +139,7 @@ impl ModelFormat {
         match self {
             ModelFormat::Sequential => "sequential",
             ModelFormat::Bert => "bert",
+            ModelFormat::Gguf => "gguf",
         }
     }
 }

@@ -127,6 +127,7 @@ impl Batcher {
                 }
                 Ok(results)
             }
+            Model::Gguf(_) => anyhow::bail!("text generation models run on the generate engine"),
         }
     }
 }

@@ -1,7 +1,9 @@
-//! The model thread: a bounded queue feeds one OS thread that merges queued jobs into batches.
+//! The model thread: a bounded queue feeds one OS thread that merges queued jobs into batches
+//! (`gguf` models run the continuous-batching loop of `generate/` instead).
 //! Model compute never runs on tokio workers.
 
 mod batcher;
+pub mod generate;
 mod queue;
 
 use std::sync::Arc;
@@ -61,17 +63,33 @@ pub struct BatchConfig {
 
 /// Handle to the model thread. Dropping it stops the thread once the queue is drained.
 pub struct Engine {
-    queue: Arc<JobQueue>,
+    /// The batch queue; `None` for text generation models, which take no tensor input.
+    queue: Option<Arc<JobQueue>>,
+    generator: Option<generate::Generator>,
 }
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        self.queue.close();
+        if let Some(q) = &self.queue {
+            q.close();
+        }
     }
 }
 
 impl Engine {
-    pub fn start(model: Model, cfg: BatchConfig, metrics: &Metrics) -> std::io::Result<Self> {
+    pub fn start(
+        model: Model,
+        cfg: BatchConfig,
+        generate: generate::GenerateConfig,
+        metrics: &Metrics,
+    ) -> std::io::Result<Self> {
+        if let Model::Gguf(m) = model {
+            let generator = generate::Generator::start(*m, generate, metrics.generation())?;
+            return Ok(Engine {
+                queue: None,
+                generator: Some(generator),
+            });
+        }
         let queue = Arc::new(JobQueue::new(cfg.queue_capacity, metrics.queue_depth()));
         let worker = batcher::Batcher {
             model,
@@ -100,19 +118,30 @@ impl Engine {
                     }
                 }
             })?;
-        Ok(Engine { queue })
+        Ok(Engine {
+            queue: Some(queue),
+            generator: None,
+        })
+    }
+
+    /// The text generation engine, for `gguf` models.
+    pub fn generator(&self) -> Option<&generate::Generator> {
+        self.generator.as_ref()
     }
 
     /// Queues `input` and waits for the model's answer without blocking the runtime.
     pub async fn infer(&self, input: Input) -> Result<Output, ApiError> {
+        let Some(queue) = &self.queue else {
+            return Err(ApiError::bad(crate::http::generate::USE_GENERATE));
+        };
         let (reply, answer) = oneshot::channel();
-        match self.queue.push(Job { input, reply }) {
+        match queue.push(Job { input, reply }) {
             Ok(Pushed::Queued) => {}
             Ok(Pushed::MustWake) => {
                 // The model thread sleeps. Yield first: the requests this HTTP thread already
                 // has in hand queue up meanwhile, and the model wakes once and takes them all as
                 // one batch (one wake-up per request made batches of ~2 rows under load).
-                let wake = WakeOnDrop(&self.queue);
+                let wake = WakeOnDrop(queue);
                 tokio::task::yield_now().await;
                 drop(wake);
             }

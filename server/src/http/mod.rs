@@ -1,13 +1,17 @@
 //! HTTP: routes, request/response types and the admission layers.
 
 mod auth;
+pub(crate) mod generate;
 mod json_numbers;
 mod openai;
+mod openai_chat;
+mod openai_error;
 mod rows;
 pub mod tensor;
 mod v1;
 mod v2;
 mod v2_binary;
+mod v2_generate;
 mod v2_splice;
 mod v2_types;
 
@@ -101,6 +105,26 @@ pub fn router(state: SharedState) -> Router {
     let openai = Router::new()
         .route("/v1/embeddings", post(openai::embeddings))
         .route_layer(middleware::from_fn_with_state(state.clone(), track_openai));
+    // Text generation: admission held for the whole stream (`generate::track_*`).
+    let generation = Router::new()
+        .route("/v1/chat/completions", post(openai_chat::chat_completions))
+        .route("/v1/completions", post(openai_chat::completions))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            generate::track_openai,
+        ))
+        .merge(
+            Router::new()
+                .route("/v2/models/{name}/generate", post(v2_generate::generate))
+                .route(
+                    "/v2/models/{name}/generate_stream",
+                    post(v2_generate::generate_stream),
+                )
+                .route_layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    generate::track_v2,
+                )),
+        );
     let protected = Router::new()
         .route("/v2", get(v2::server_metadata))
         .route("/v2/models/{name}", get(v2::model_metadata))
@@ -120,7 +144,9 @@ pub fn router(state: SharedState) -> Router {
         )
         .merge(v2_infer)
         .merge(v1_predict)
+        .route("/v1/models", get(openai_chat::models))
         .merge(openai)
+        .merge(generation)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require));
     let open = Router::new()
         .route("/v2/health/live", get(live))

@@ -104,6 +104,7 @@ fn to_input(t: TensorData, info: &ModelInfo, key: &str) -> Result<Input, ApiErro
         (Format::Bert, Values::Bytes(items)) if t.shape.len() == 1 => texts(items).map(Input::Text),
         (Format::Sequential, _) => Err(ApiError::bad(format!("{key} must hold numbers"))),
         (Format::Bert, _) => Err(ApiError::bad(format!("{key} must be a list of strings"))),
+        (Format::Gguf, _) => Err(ApiError::bad(super::generate::USE_GENERATE)),
     }
 }
 
@@ -124,6 +125,7 @@ async fn run_predict(
             let key = match info.format {
                 Format::Sequential => "input",
                 Format::Bert => "text",
+                Format::Gguf => "text_input",
             };
             if map.len() != 1 {
                 return Err(ApiError::bad(format!(

@@ -31,6 +31,11 @@ pub fn io_spec(info: &ModelInfo) -> (Value, Value) {
             json!({"name": "text", "datatype": "BYTES", "shape": [-1]}),
             json!({"name": "embedding", "datatype": "FP32", "shape": [-1, info.output_size]}),
         ),
+        // The KServe generate extension's fields.
+        Format::Gguf => (
+            json!({"name": "text_input", "datatype": "BYTES", "shape": [1]}),
+            json!({"name": "text_output", "datatype": "BYTES", "shape": [1]}),
+        ),
     }
 }
 
@@ -38,6 +43,7 @@ fn output_name(format: Format) -> &'static str {
     match format {
         Format::Sequential => "output",
         Format::Bert => "embedding",
+        Format::Gguf => "text_output",
     }
 }
 
@@ -398,6 +404,7 @@ fn to_engine_input(
             "input datatype must be numeric (FP32, FP64, INT*, ...)",
         )),
         (Format::Bert, Values::Num(_)) => Err(ApiError::bad("input datatype must be BYTES")),
+        (Format::Gguf, _) => Err(ApiError::bad(super::generate::USE_GENERATE)),
     }
 }
 

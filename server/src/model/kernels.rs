@@ -164,7 +164,7 @@ pub fn layer_norm_rows(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
 /// `e^x` for `x <= 0` (clamped at -87, below which the answer is < 1.7e-38), branch-free so the
 /// loops calling it vectorise; relative error < 2e-7.
 #[inline(always)]
-fn exp_nonpositive(x: f32) -> f32 {
+pub(super) fn exp_nonpositive(x: f32) -> f32 {
     const LOG2_E: f32 = std::f32::consts::LOG2_E;
     // ln 2 split so that n * LN2_HI is exact for the n used here.
     const LN2_HI: f32 = 0.693_359_4;
@@ -270,7 +270,7 @@ pub fn relu(x: &mut [f32]) {
 /// `a · b` summed in 16 independent lanes: a single running sum is one long dependency chain
 /// the compiler may not reorder (strict float order), so it would not vectorise.
 #[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
     const LANES: usize = 16;
     let mut lanes = [0f32; LANES];
     let (mut xs, mut ys) = (a.chunks_exact(LANES), b.chunks_exact(LANES));

@@ -1,6 +1,7 @@
 //! Loading the model formats of docs/model-format.md.
 
 pub mod bert;
+pub mod gguf;
 mod kernels;
 pub mod sequential;
 
@@ -11,6 +12,7 @@ use candle_core::Device;
 use crate::cli::Format;
 
 pub use bert::Bert;
+pub use gguf::GgufModel;
 pub use sequential::Sequential;
 
 /// A weight tensor as the row-major values the kernels read.
@@ -22,6 +24,7 @@ fn flat(t: candle_core::Tensor) -> candle_core::Result<Vec<f32>> {
 pub enum Model {
     Sequential(Sequential),
     Bert(Box<Bert>),
+    Gguf(Box<GgufModel>),
 }
 
 /// What the HTTP layer needs to know about the loaded model.
@@ -32,7 +35,7 @@ pub struct ModelInfo {
     pub format: Format,
     /// Features per example (sequential).
     pub input_size: usize,
-    /// Values per output row: last layer's units or the embedding size.
+    /// Values per output row: last layer's units, the embedding size or the vocabulary size.
     pub output_size: usize,
 }
 
@@ -42,6 +45,7 @@ impl Model {
         Ok(match format {
             Format::Sequential => Model::Sequential(Sequential::load(dir, &device)?),
             Format::Bert => Model::Bert(Box::new(Bert::load(dir, &device)?)),
+            Format::Gguf => Model::Gguf(Box::new(GgufModel::load(dir)?)),
         })
     }
 
@@ -55,6 +59,7 @@ impl Model {
                 m.config.version.clone(),
             ),
             Model::Bert(m) => (Format::Bert, 0, m.hidden_size(), None),
+            Model::Gguf(m) => (Format::Gguf, 0, m.vocab.len(), None),
         };
         ModelInfo {
             name: name.to_string(),

