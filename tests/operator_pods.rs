@@ -228,13 +228,25 @@ async fn events_are_warnings_only_for_failures_and_new_messages_are_new_events()
     let has =
         |reason: &str, note: &str| seen.iter().any(|(_, r, n)| r == reason && n.contains(note));
     assert!(has("ScalingUp", "version 1"), "{seen:#?}");
-    assert!(has("RolloutStarted", "rolling out version 3 beside version 1"), "{seen:#?}");
-    assert!(has("RolloutSucceeded", "version 3 is stable; version 1 is retired"), "{seen:#?}");
+    assert!(
+        has("RolloutStarted", "rolling out version 3 beside version 1"),
+        "{seen:#?}"
+    );
+    assert!(
+        has(
+            "RolloutSucceeded",
+            "version 3 is stable; version 1 is retired"
+        ),
+        "{seen:#?}"
+    );
     assert!(has("Ready", "version 1 serving: 1/1"), "{seen:#?}");
     assert!(has("Ready", "version 1 serving: 2/2"), "{seen:#?}");
     // Each Ready message is its own event, not a repeat count of the first; Ready stays True
     // while version 1 serves during the rollout, so the rollout adds none.
-    let ready_events = events.iter().filter(|e| e.reason.as_deref() == Some("Ready")).count();
+    let ready_events = events
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("Ready"))
+        .count();
     assert_eq!(ready_events, 2, "{seen:#?}");
     operator.stop();
     delete_namespace(&client, &ns).await;
