@@ -1,6 +1,7 @@
 //! Shared harness for tests against a real kube-apiserver (see hack/k8s.sh).
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod load;
 pub mod node;
 
 use std::path::{Path, PathBuf};
