@@ -32,6 +32,9 @@ step "test fixtures"
 if [ -f hack/fetch-minilm.sh ] && [ -z "${SCONCE_MINILM_DIR:-}" ]; then
   SCONCE_MINILM_DIR=$(bash hack/fetch-minilm.sh | tail -1); export SCONCE_MINILM_DIR
 fi
+if [ -f hack/fetch-openai.sh ] && [ -z "${SCONCE_OPENAI_PYTHON:-}" ]; then
+  SCONCE_OPENAI_PYTHON=$(bash hack/fetch-openai.sh | tail -1); export SCONCE_OPENAI_PYTHON
+fi
 if [ -f hack/fetch-digits.sh ] && [ -z "${SCONCE_DIGITS_CSV:-}" ]; then
   SCONCE_DIGITS_CSV=$(bash hack/fetch-digits.sh | tail -1); export SCONCE_DIGITS_CSV
 fi

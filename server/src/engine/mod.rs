@@ -5,7 +5,7 @@ mod batcher;
 mod queue;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -14,6 +14,7 @@ use queue::{JobQueue, PushError, Pushed, WakeOnDrop};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::model::Model;
+use crate::stats::InferenceStats;
 
 /// Work for the model.
 #[derive(Debug)]
@@ -49,6 +50,8 @@ pub enum Output {
 struct Job {
     input: Input,
     reply: oneshot::Sender<Result<Output, String>>,
+    /// When it was queued (for the queue time in the statistics).
+    queued: Instant,
 }
 
 /// Batching limits.
@@ -71,7 +74,12 @@ impl Drop for Engine {
 }
 
 impl Engine {
-    pub fn start(model: Model, cfg: BatchConfig, metrics: &Metrics) -> std::io::Result<Self> {
+    pub fn start(
+        model: Model,
+        cfg: BatchConfig,
+        metrics: &Metrics,
+        stats: Arc<InferenceStats>,
+    ) -> std::io::Result<Self> {
         let queue = Arc::new(JobQueue::new(cfg.queue_capacity, metrics.queue_depth()));
         let worker = batcher::Batcher {
             model,
@@ -79,6 +87,7 @@ impl Engine {
             queue: queue.clone(),
             batch_size: metrics.batch_size(),
             batch_duration: metrics.batch_duration(),
+            stats,
         };
         let threads = candle_core::utils::get_num_threads();
         std::thread::Builder::new()
@@ -106,7 +115,12 @@ impl Engine {
     /// Queues `input` and waits for the model's answer without blocking the runtime.
     pub async fn infer(&self, input: Input) -> Result<Output, ApiError> {
         let (reply, answer) = oneshot::channel();
-        match self.queue.push(Job { input, reply }) {
+        let job = Job {
+            input,
+            reply,
+            queued: Instant::now(),
+        };
+        match self.queue.push(job) {
             Ok(Pushed::Queued) => {}
             Ok(Pushed::MustWake) => {
                 // The model thread sleeps. Yield first: the requests this HTTP thread already

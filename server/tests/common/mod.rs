@@ -2,6 +2,10 @@
 //! `safetensors` crate, a plain-Rust reference forward pass, and servers on ephemeral ports.
 #![allow(dead_code)]
 
+pub mod process;
+pub mod raw;
+pub mod tiny_bert;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -214,17 +218,24 @@ impl TestServer {
         format!("http://{}{}", self.addr, path)
     }
 
-    /// Starts a server from command-line style flags (`--port 0` is added).
+    /// Starts a server from command-line style flags (`--port 0` is added, and
+    /// `--drain-seconds 0` unless given: tests stop their servers at once).
     pub async fn start(flags: &[&str]) -> TestServer {
         let mut argv = vec!["sconce-server", "--host", "127.0.0.1", "--port", "0"];
+        if !flags.contains(&"--drain-seconds") {
+            argv.extend(["--drain-seconds", "0"]);
+        }
         argv.extend_from_slice(flags);
         let args = Args::try_parse_from(argv).unwrap();
         let server = sconce_server::bind(args).await.unwrap();
         let addr = server.local_addr().unwrap();
         let (tx, rx) = oneshot::channel();
-        let handle = tokio::spawn(server.run(async move {
-            let _ = rx.await;
-        }));
+        let handle = tokio::spawn(server.run(
+            async move {
+                let _ = rx.await;
+            },
+            std::future::pending(),
+        ));
         TestServer {
             addr,
             client: reqwest::Client::new(),
