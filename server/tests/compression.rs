@@ -14,20 +14,9 @@ use serde_json::json;
 const IN: usize = 16;
 
 async fn serve(extra: &[&str]) -> (TestServer, Mlp, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
     let m = Mlp::random(4, IN, &[(8, "relu"), (3, "softmax")], false);
-    m.write(dir.path(), None);
-    let d = dir.path().to_str().unwrap().to_string();
-    let mut flags = vec![
-        "--model-dir",
-        &d,
-        "--format",
-        "sequential",
-        "--model-name",
-        "mlp",
-    ];
-    flags.extend_from_slice(extra);
-    (TestServer::start_ready(&flags).await, m, dir)
+    let (s, dir) = common::serve_mlp(&m, None, extra).await;
+    (s, m, dir)
 }
 
 fn gzip(b: &[u8]) -> Vec<u8> {
@@ -46,6 +35,18 @@ fn raw_deflate(b: &[u8]) -> Vec<u8> {
     let mut e = DeflateEncoder::new(Vec::new(), Compression::default());
     e.write_all(b).unwrap();
     e.finish().unwrap()
+}
+
+/// An answer's body decoded from its `Content-Encoding`.
+fn decoded(encoding: Option<&str>, raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    match encoding {
+        Some("gzip") => GzDecoder::new(raw).read_to_end(&mut out).unwrap(),
+        Some("deflate") => ZlibDecoder::new(raw).read_to_end(&mut out).unwrap(),
+        None => return raw.to_vec(),
+        Some(other) => panic!("unexpected Content-Encoding {other}"),
+    };
+    out
 }
 
 fn rows(n: usize) -> Vec<f32> {
@@ -217,20 +218,10 @@ async fn answers_are_compressed_when_asked() {
             .map(|v| v.to_str().unwrap().to_string());
         assert_eq!(got.as_deref(), want_encoding, "{accept}");
         let raw = r.bytes().await.unwrap().to_vec();
-        let text = match want_encoding {
-            Some("gzip") => {
-                assert!(raw.len() < plain_len, "{accept}: not smaller");
-                let mut out = Vec::new();
-                GzDecoder::new(&raw[..]).read_to_end(&mut out).unwrap();
-                out
-            }
-            Some("deflate") => {
-                let mut out = Vec::new();
-                ZlibDecoder::new(&raw[..]).read_to_end(&mut out).unwrap();
-                out
-            }
-            _ => raw,
-        };
+        if want_encoding.is_some() {
+            assert!(raw.len() < plain_len, "{accept}: not smaller");
+        }
+        let text = decoded(want_encoding, &raw);
         let v: serde_json::Value = serde_json::from_slice(&text).unwrap();
         assert_close(&floats(&v["outputs"][0]["data"]), &want, 1e-5);
     }
@@ -255,9 +246,8 @@ async fn answers_are_compressed_when_asked() {
         .parse()
         .unwrap();
     let raw = r.bytes().await.unwrap();
-    let mut decoded = Vec::new();
-    GzDecoder::new(&raw[..]).read_to_end(&mut decoded).unwrap();
-    let (head, blob) = decoded.split_at(header_len);
+    let body = decoded(Some("gzip"), &raw);
+    let (head, blob) = body.split_at(header_len);
     let head: serde_json::Value = serde_json::from_slice(head).unwrap();
     assert_eq!(
         head["outputs"][0]["parameters"]["binary_data_size"],
@@ -279,15 +269,12 @@ async fn answers_are_compressed_when_asked() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
-    let enc = r.headers().get("content-encoding").cloned();
+    let enc = r
+        .headers()
+        .get("content-encoding")
+        .map(|v| v.to_str().unwrap().to_string());
     let raw = r.bytes().await.unwrap();
-    let text = if enc.is_some() {
-        let mut out = Vec::new();
-        GzDecoder::new(&raw[..]).read_to_end(&mut out).unwrap();
-        out
-    } else {
-        raw.to_vec()
-    };
+    let text = decoded(enc.as_deref(), &raw);
     let v: serde_json::Value = serde_json::from_slice(&text).unwrap();
     assert!(v["error"].as_str().unwrap().contains("invalid JSON"));
     s.stop().await.unwrap();

@@ -2,10 +2,7 @@
 
 mod common;
 
-use std::sync::Arc;
-
-use common::{Mlp, TestServer};
-use sconce_server::http::{AppState, router};
+use common::TestServer;
 use serde_json::json;
 
 fn req(rows: usize) -> serde_json::Value {
@@ -13,19 +10,7 @@ fn req(rows: usize) -> serde_json::Value {
 }
 
 async fn serve(extra: &[&str]) -> (TestServer, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    Mlp::random(1, 4, &[(3, "relu"), (2, "softmax")], false).write(dir.path(), None);
-    let d = dir.path().to_str().unwrap().to_string();
-    let mut flags = vec![
-        "--model-dir",
-        &d,
-        "--format",
-        "sequential",
-        "--model-name",
-        "mlp",
-    ];
-    flags.extend_from_slice(extra);
-    (TestServer::start_ready(&flags).await, dir)
+    common::serve_mlp(&common::small_mlp(), None, extra).await
 }
 
 fn assert_error(code: u16, body: &serde_json::Value, want: u16, contains: &str) {
@@ -313,17 +298,7 @@ async fn over_capacity_is_429() {
 
 #[tokio::test]
 async fn not_loaded_is_503() {
-    // A router whose model never loads.
-    let state = Arc::new(AppState::new(
-        "mlp".into(),
-        4,
-        1 << 20,
-        std::time::Duration::from_secs(30),
-        None,
-    ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move { axum::serve(listener, router(state)).await });
+    let (addr, server) = common::unloaded_server().await;
     let client = reqwest::Client::new();
     let get = |p: &str| client.get(format!("http://{addr}{p}")).send();
     assert_eq!(get("/v2/health/live").await.unwrap().status(), 200);

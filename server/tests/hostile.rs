@@ -7,8 +7,8 @@ mod common;
 
 use std::time::Duration;
 
+use common::TestServer;
 use common::raw::{read_response, send_raw};
-use common::{Mlp, TestServer};
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
@@ -17,19 +17,7 @@ fn req(rows: usize) -> serde_json::Value {
 }
 
 async fn serve(extra: &[&str]) -> (TestServer, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    Mlp::random(1, 4, &[(3, "relu"), (2, "softmax")], false).write(dir.path(), None);
-    let d = dir.path().to_str().unwrap().to_string();
-    let mut flags = vec![
-        "--model-dir",
-        &d,
-        "--format",
-        "sequential",
-        "--model-name",
-        "mlp",
-    ];
-    flags.extend_from_slice(extra);
-    (TestServer::start_ready(&flags).await, dir)
+    common::serve_mlp(&common::small_mlp(), None, extra).await
 }
 
 /// The value of the metric line starting with `prefix` (0 when absent).

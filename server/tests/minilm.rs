@@ -11,22 +11,10 @@ use common::{TestServer, floats};
 use serde_json::json;
 
 fn minilm_dir() -> PathBuf {
-    if let Ok(d) = std::env::var("SCONCE_MINILM_DIR") {
-        return PathBuf::from(d);
+    match std::env::var("SCONCE_MINILM_DIR") {
+        Ok(d) => PathBuf::from(d),
+        Err(_) => PathBuf::from(common::fetch_script("fetch-minilm.sh")),
     }
-    let script = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
-        .join("../hack/fetch-minilm.sh");
-    let out = std::process::Command::new("bash")
-        .arg(&script)
-        .output()
-        .expect("running fetch-minilm.sh");
-    assert!(
-        out.status.success(),
-        "fetch-minilm.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {

@@ -12,20 +12,10 @@ use common::TestServer;
 use common::tiny_bert::{H, write_tiny_bert};
 
 fn openai_python() -> PathBuf {
-    if let Ok(p) = std::env::var("SCONCE_OPENAI_PYTHON") {
-        return PathBuf::from(p);
+    match std::env::var("SCONCE_OPENAI_PYTHON") {
+        Ok(p) => PathBuf::from(p),
+        Err(_) => PathBuf::from(common::fetch_script("fetch-openai.sh")),
     }
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../hack/fetch-openai.sh");
-    let out = std::process::Command::new("bash")
-        .arg(&script)
-        .output()
-        .expect("running fetch-openai.sh");
-    assert!(
-        out.status.success(),
-        "fetch-openai.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
 #[tokio::test]

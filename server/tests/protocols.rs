@@ -4,26 +4,11 @@
 
 mod common;
 
-use std::sync::Arc;
-
-use common::{Mlp, TestServer};
-use sconce_server::http::{AppState, router};
+use common::TestServer;
 use serde_json::json;
 
 async fn serve(extra: &[&str]) -> (TestServer, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    Mlp::random(1, 4, &[(3, "relu"), (2, "softmax")], false).write(dir.path(), Some("7"));
-    let d = dir.path().to_str().unwrap().to_string();
-    let mut flags = vec![
-        "--model-dir",
-        &d,
-        "--format",
-        "sequential",
-        "--model-name",
-        "mlp",
-    ];
-    flags.extend_from_slice(extra);
-    (TestServer::start_ready(&flags).await, dir)
+    common::serve_mlp(&common::small_mlp(), Some("7"), extra).await
 }
 
 fn req(rows: usize) -> serde_json::Value {
@@ -58,16 +43,7 @@ async fn kserve_v1_liveness_readiness_and_model_list() {
 
 #[tokio::test]
 async fn kserve_v1_readiness_while_loading() {
-    let state = Arc::new(AppState::new(
-        "mlp".into(),
-        4,
-        1 << 20,
-        std::time::Duration::from_secs(30),
-        None,
-    ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move { axum::serve(listener, router(state)).await });
+    let (addr, server) = common::unloaded_server().await;
     let r = reqwest::get(format!("http://{addr}/v1/models/mlp"))
         .await
         .unwrap();

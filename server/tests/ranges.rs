@@ -3,23 +3,11 @@
 
 mod common;
 
-use common::{Mlp, TestServer};
+use common::TestServer;
 use serde_json::json;
 
 async fn serve() -> (TestServer, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    Mlp::random(1, 4, &[(3, "relu"), (2, "softmax")], false).write(dir.path(), None);
-    let d = dir.path().to_str().unwrap().to_string();
-    let s = TestServer::start_ready(&[
-        "--model-dir",
-        &d,
-        "--format",
-        "sequential",
-        "--model-name",
-        "mlp",
-    ])
-    .await;
-    (s, dir)
+    common::serve_mlp(&common::small_mlp(), None, &[]).await
 }
 
 /// A V2 JSON body with `data` written verbatim (serde_json cannot write 1e999).

@@ -28,21 +28,18 @@ impl Batcher {
         {
             self.batch_size.observe(rows as f64);
             let started = Instant::now();
-            let jobs = batch.len() as u64;
             let queued: Duration = batch
                 .iter()
                 .map(|j| started.saturating_duration_since(j.queued))
                 .sum();
-            if let Some(times) = self.run_batch(batch, rows) {
-                self.stats.batch(jobs, rows as u64, queued, times);
-            }
+            self.run_batch(batch, rows, queued);
             self.batch_duration.observe(started.elapsed().as_secs_f64());
         }
         tracing::debug!("model thread stopped");
     }
 
-    /// Runs one batch and answers its jobs; the batch's times if it succeeded.
-    fn run_batch(&self, batch: Vec<Job>, rows: usize) -> Option<BatchTimes> {
+    /// Runs one batch and answers its jobs. `queued`: their total time in the queue.
+    fn run_batch(&self, batch: Vec<Job>, rows: usize, queued: Duration) {
         let mut jobs = Vec::with_capacity(batch.len());
         let result = catch_unwind(AssertUnwindSafe(|| self.compute(batch, rows, &mut jobs)));
         let (outputs, times) = match result {
@@ -52,20 +49,22 @@ impl Batcher {
                 for reply in jobs {
                     let _ = reply.send(Err(e.to_string()));
                 }
-                return None;
+                return;
             }
             Err(_) => {
                 tracing::error!("model panicked on a batch");
                 for reply in jobs {
                     let _ = reply.send(Err("model panicked".to_string()));
                 }
-                return None;
+                return;
             }
         };
+        // Before the answers: a client reading the statistics after its answer sees its batch.
+        self.stats
+            .batch(jobs.len() as u64, rows as u64, queued, times);
         for (reply, out) in jobs.into_iter().zip(outputs) {
             let _ = reply.send(out);
         }
-        Some(times)
     }
 
     /// Runs the batch; moves the reply channels into `replies` in job order. Returns the

@@ -347,3 +347,65 @@ pub async fn wait_in_flight(client: &reqwest::Client, base: &str, n: u32) {
     }
     panic!("never saw {n} requests in flight");
 }
+
+/// The small MLP most tests serve as `mlp`: 4 inputs, 3 relu, 2 softmax.
+pub fn small_mlp() -> Mlp {
+    Mlp::random(1, 4, &[(3, "relu"), (2, "softmax")], false)
+}
+
+/// Serves `m` (written with `version`) as the `sequential` model `mlp`, with `extra` flags.
+pub async fn serve_mlp(
+    m: &Mlp,
+    version: Option<&str>,
+    extra: &[&str],
+) -> (TestServer, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    m.write(dir.path(), version);
+    let d = dir.path().to_str().unwrap().to_string();
+    let mut flags = vec![
+        "--model-dir",
+        &d,
+        "--format",
+        "sequential",
+        "--model-name",
+        "mlp",
+    ];
+    flags.extend_from_slice(extra);
+    (TestServer::start_ready(&flags).await, dir)
+}
+
+/// The router of a server named `mlp` whose model never loads, on a free port.
+pub async fn unloaded_server() -> (SocketAddr, JoinHandle<std::io::Result<()>>) {
+    let state = std::sync::Arc::new(sconce_server::http::AppState::new(
+        "mlp".into(),
+        4,
+        1 << 20,
+        Duration::from_secs(30),
+        None,
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = sconce_server::http::router(state);
+    (
+        addr,
+        tokio::spawn(async move { axum::serve(listener, router).await }),
+    )
+}
+
+/// Runs `hack/<script>` (a cached fetch script) and returns the last line it prints.
+pub fn fetch_script(script: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../hack")
+        .join(script);
+    let out = std::process::Command::new("bash")
+        .arg(&path)
+        .output()
+        .unwrap_or_else(|e| panic!("running {script}: {e}"));
+    assert!(
+        out.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    stdout.lines().last().unwrap_or_default().trim().to_string()
+}
