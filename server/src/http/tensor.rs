@@ -109,7 +109,7 @@ struct Acc {
 
 impl Acc {
     fn num<E: de::Error>(&mut self, v: f64, depth: usize) -> Result<(), E> {
-        self.extremes.see(v, self.nums.len());
+        self.extremes.see(v);
         self.nums.push(v as f32);
         self.leaf(depth)
     }
@@ -243,8 +243,7 @@ fn arr<const N: usize>(c: &[u8]) -> [u8; N] {
 
 /// Decodes a binary tensor (little-endian, row-major; BYTES as 4-byte length + bytes). Floats
 /// that are not finite in FP32 (NaN, infinities, FP64 beyond FP32's range) and BOOL bytes other
-/// than 0 and 1 are refused with their element (`shape` places it); the check is folded into
-/// the conversion loop.
+/// than 0 and 1 are refused with their element (`shape` places it).
 pub fn decode_binary(datatype: &str, raw: &[u8], shape: &[usize]) -> Result<Values, ApiError> {
     if datatype == "BYTES" {
         let mut out = Vec::new();
@@ -272,27 +271,13 @@ pub fn decode_binary(datatype: &str, raw: &[u8], shape: &[usize]) -> Result<Valu
         )));
     }
     let chunks = raw.chunks_exact(size);
-    // Cleared by an element the datatype (or FP32) cannot hold.
-    let mut ok = true;
-    let mut finite = |x: f32| {
-        ok &= x.is_finite();
-        x
-    };
     let nums: Vec<f32> = match datatype {
-        "FP32" => chunks.map(|c| finite(f32::from_le_bytes(arr(c)))).collect(),
-        "FP64" => chunks
-            .map(|c| finite(f64::from_le_bytes(arr(c)) as f32))
-            .collect(),
+        "FP32" => chunks.map(|c| f32::from_le_bytes(arr(c))).collect(),
+        "FP64" => chunks.map(|c| f64::from_le_bytes(arr(c)) as f32).collect(),
         "FP16" => chunks
-            .map(|c| finite(half_to_f32(u16::from_le_bytes(arr(c)))))
+            .map(|c| half_to_f32(u16::from_le_bytes(arr(c))))
             .collect(),
-        "BOOL" => chunks
-            .map(|c| {
-                ok &= c[0] <= 1;
-                c[0] as f32
-            })
-            .collect(),
-        "UINT8" => chunks.map(|c| c[0] as f32).collect(),
+        "BOOL" | "UINT8" => chunks.map(|c| c[0] as f32).collect(),
         "INT8" => chunks.map(|c| c[0] as i8 as f32).collect(),
         "INT16" => chunks.map(|c| i16::from_le_bytes(arr(c)) as f32).collect(),
         "UINT16" => chunks.map(|c| u16::from_le_bytes(arr(c)) as f32).collect(),
@@ -301,6 +286,14 @@ pub fn decode_binary(datatype: &str, raw: &[u8], shape: &[usize]) -> Result<Valu
         "INT64" => chunks.map(|c| i64::from_le_bytes(arr(c)) as f32).collect(),
         "UINT64" => chunks.map(|c| u64::from_le_bytes(arr(c)) as f32).collect(),
         _ => return Err(ApiError::bad(format!("unsupported datatype {datatype}"))),
+    };
+    // Checked after the conversion, as reductions that vectorise: folding the check into the
+    // conversion loops kept them from vectorising (FP32: 0.5k -> 12k instructions per
+    // 1000-float request, callgrind); these passes over 4 kB in cache cost far less.
+    let ok = match datatype {
+        "FP32" | "FP64" | "FP16" => all_finite(&nums),
+        "BOOL" => raw.iter().fold(0u8, |acc, b| acc | (b & !1)) == 0,
+        _ => true,
     };
     if !ok {
         // Rare: find the element, with the value as sent.
@@ -318,6 +311,14 @@ pub fn decode_binary(datatype: &str, raw: &[u8], shape: &[usize]) -> Result<Valu
         }
     }
     Ok(Values::Num(nums))
+}
+
+/// No NaN or infinity (an exponent of all ones). An OR of compares, which vectorises on
+/// baseline x86-64 (a `max` of the bits did not: no SSE2 unsigned max).
+fn all_finite(values: &[f32]) -> bool {
+    values.iter().fold(0u32, |acc, v| {
+        acc | u32::from(v.to_bits() & 0x7f80_0000 == 0x7f80_0000)
+    }) == 0
 }
 
 /// IEEE 754 half to f32.

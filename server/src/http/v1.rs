@@ -92,7 +92,7 @@ fn to_input(t: TensorData, info: &ModelInfo, key: &str) -> Result<Input, ApiErro
     match (info.format, t.values) {
         (Format::Sequential, Values::Num(data)) => {
             // V1 has no datatypes: numbers are what the model computes in, FP32.
-            ranges::check("FP32", &t.shape, &t.extremes)
+            ranges::check("FP32", &t.shape, &t.extremes, &data)
                 .map_err(|e| ApiError::bad(format!("{key}: {e}")))?;
             if t.shape.len() != 2 || t.shape[1] != info.input_size {
                 return Err(ApiError::bad(format!(

@@ -326,8 +326,10 @@ fn decode_input(
                     "input {name}: booleans need datatype BOOL, not {datatype}"
                 )));
             }
-            ranges::check(&datatype, &dims, &t.extremes)
-                .map_err(|e| ApiError::bad(format!("input {name}: {e}")))?;
+            if let Values::Num(nums) = &t.values {
+                ranges::check(&datatype, &dims, &t.extremes, nums)
+                    .map_err(|e| ApiError::bad(format!("input {name}: {e}")))?;
+            }
             if is_bytes && let Values::Num(_) = t.values {
                 Values::Bytes(Vec::new())
             } else {
