@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
@@ -73,10 +73,9 @@ pub struct InferenceStats {
     inference_count: AtomicU64,
     /// Batches run.
     execution_count: AtomicU64,
-    /// Milliseconds since the epoch of the last batch.
-    last_inference_ms: AtomicU64,
-    /// Per batch size (in examples): executions and their times.
-    batches: Mutex<BTreeMap<u64, BatchStat>>,
+    /// Per batch size (in examples): executions and their times; when the last batch began
+    /// (an `Instant`: turned into wall-clock time only when read).
+    batches: Mutex<(BTreeMap<u64, BatchStat>, Option<Instant>)>,
 }
 
 impl InferenceStats {
@@ -88,22 +87,27 @@ impl InferenceStats {
     /// A batch the model thread ran: `jobs` requests with `examples` rows in total, each of
     /// which waited `queued` in the queue (summed), in `times`. Triton counts compute per
     /// request: every request of the batch is charged the whole batch's time.
-    pub fn batch(&self, jobs: u64, examples: u64, queued: Duration, times: BatchTimes) {
+    pub fn batch(
+        &self,
+        jobs: u64,
+        examples: u64,
+        began: Instant,
+        queued: Duration,
+        times: BatchTimes,
+    ) {
         self.queue.add(jobs, queued);
         self.compute_input.add(jobs, times.input * jobs as u32);
         self.compute_infer.add(jobs, times.infer * jobs as u32);
         self.compute_output.add(jobs, times.output * jobs as u32);
         self.inference_count.fetch_add(examples, Ordering::Relaxed);
         self.execution_count.fetch_add(1, Ordering::Relaxed);
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        self.last_inference_ms.store(now_ms, Ordering::Relaxed);
         let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        let mut batches = self
+        let mut guard = self
             .batches
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (batches, last) = &mut *guard;
+        *last = Some(began);
         let b = batches.entry(examples).or_insert(BatchStat {
             batch_size: examples,
             ..BatchStat::default()
@@ -120,15 +124,20 @@ impl InferenceStats {
 
     /// The `model_stats` entry for `name` / `version`, as Triton writes it.
     pub fn to_json(&self, name: &str, version: &str) -> serde_json::Value {
-        let batches: Vec<BatchStat> = self
+        let (batches, last): (Vec<BatchStat>, Option<Instant>) = self
             .batches
             .lock()
-            .map(|b| b.values().copied().collect())
+            .map(|g| (g.0.values().copied().collect(), g.1))
             .unwrap_or_default();
+        // Milliseconds since the epoch, 0 before the first batch.
+        let last_inference = last
+            .and_then(|t| SystemTime::now().checked_sub(t.elapsed()))
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_millis() as u64);
         serde_json::json!({
             "name": name,
             "version": version,
-            "last_inference": self.last_inference_ms.load(Ordering::Relaxed),
+            "last_inference": last_inference,
             "inference_count": self.inference_count.load(Ordering::Relaxed),
             "execution_count": self.execution_count.load(Ordering::Relaxed),
             "inference_stats": {
@@ -161,12 +170,14 @@ mod tests {
             infer: Duration::from_nanos(100),
             output: Duration::from_nanos(20),
         };
-        s.batch(2, 5, Duration::from_nanos(300), t);
-        s.batch(1, 5, Duration::from_nanos(50), t);
-        s.batch(1, 1, Duration::from_nanos(50), t);
+        let now = Instant::now();
+        s.batch(2, 5, now, Duration::from_nanos(300), t);
+        s.batch(1, 5, now, Duration::from_nanos(50), t);
+        s.batch(1, 1, now, Duration::from_nanos(50), t);
         let v = s.to_json("m", "1");
         assert_eq!(v["inference_count"], 11);
         assert_eq!(v["execution_count"], 3);
+        assert!(v["last_inference"].as_u64().unwrap() > 1_600_000_000_000);
         let st = &v["inference_stats"];
         assert_eq!(st["success"], serde_json::json!({"count": 2, "ns": 12000}));
         assert_eq!(st["fail"], serde_json::json!({"count": 1, "ns": 1000}));

@@ -32,16 +32,19 @@ impl Batcher {
                 .iter()
                 .map(|j| started.saturating_duration_since(j.queued))
                 .sum();
-            self.run_batch(batch, rows, queued);
+            self.run_batch(batch, rows, started, queued);
             self.batch_duration.observe(started.elapsed().as_secs_f64());
         }
         tracing::debug!("model thread stopped");
     }
 
-    /// Runs one batch and answers its jobs. `queued`: their total time in the queue.
-    fn run_batch(&self, batch: Vec<Job>, rows: usize, queued: Duration) {
+    /// Runs one batch, begun at `started`, and answers its jobs. `queued`: their total time in
+    /// the queue.
+    fn run_batch(&self, batch: Vec<Job>, rows: usize, started: Instant, queued: Duration) {
         let mut jobs = Vec::with_capacity(batch.len());
-        let result = catch_unwind(AssertUnwindSafe(|| self.compute(batch, rows, &mut jobs)));
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            self.compute(batch, rows, started, &mut jobs)
+        }));
         let (outputs, times) = match result {
             Ok(Ok(done)) => done,
             Ok(Err(e)) => {
@@ -61,22 +64,22 @@ impl Batcher {
         };
         // Before the answers: a client reading the statistics after its answer sees its batch.
         self.stats
-            .batch(jobs.len() as u64, rows as u64, queued, times);
+            .batch(jobs.len() as u64, rows as u64, started, queued, times);
         for (reply, out) in jobs.into_iter().zip(outputs) {
             let _ = reply.send(out);
         }
     }
 
-    /// Runs the batch; moves the reply channels into `replies` in job order. Returns the
-    /// outputs and how long merging, the forward pass and splitting took.
+    /// Runs the batch (begun at `t0`); moves the reply channels into `replies` in job order.
+    /// Returns the outputs and how long merging, the forward pass and splitting took.
     #[allow(clippy::type_complexity)]
     fn compute(
         &self,
         batch: Vec<Job>,
         rows: usize,
+        t0: Instant,
         replies: &mut Vec<tokio::sync::oneshot::Sender<Result<Output, String>>>,
     ) -> anyhow::Result<(Vec<Result<Output, String>>, BatchTimes)> {
-        let t0 = Instant::now();
         let mut inputs = Vec::with_capacity(batch.len());
         for job in batch {
             replies.push(job.reply);
