@@ -22,7 +22,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
-pub use rejections::{Rejection, automatic_error_status};
+pub use rejections::Rejection;
 
 /// What the accept loop tells the application about.
 pub trait ServeEvents: Send + Sync + 'static {

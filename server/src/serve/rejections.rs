@@ -73,7 +73,7 @@ impl Rejection {
 }
 
 /// The status of hyper's own error answer if `chunk` starts with one (see the module doc).
-pub fn automatic_error_status(chunk: &[u8]) -> Option<(u16, usize)> {
+fn automatic_error_status(chunk: &[u8]) -> Option<(u16, usize)> {
     // Answers of this server (2xx mostly) leave at the first byte that differs.
     let rest = chunk.strip_prefix(b"HTTP/1.1 4")?;
     let code = match rest.get(..2)? {
