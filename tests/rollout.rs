@@ -10,8 +10,8 @@ use common::load::{Load, Tally};
 use common::*;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
-use kube::api::{Api, Patch, PatchParams};
 use kube::Client;
+use kube::api::{Api, Patch, PatchParams};
 use sconce::crd::{ModelDeployment, RolloutPhase};
 use sconce_devtools::model_fixture::{ModelSpec, write_model};
 
@@ -111,7 +111,8 @@ impl Scenario {
             phases: Vec::new(),
         };
         s.apply(&manifest("1", &v1, rollout));
-        s.wait("version 1 Ready", |md| stable_is(md, "1") && ready(md)).await;
+        s.wait("version 1 Ready", |md| stable_is(md, "1") && ready(md))
+            .await;
         let services: Api<Service> = Api::namespaced(s.client.clone(), &s.ns);
         let ip = services
             .get("m")
@@ -145,7 +146,11 @@ impl Scenario {
     }
 
     /// Wait for `check`, recording how long it took since the previous phase.
-    async fn wait(&mut self, what: &str, check: impl Fn(&ModelDeployment) -> bool) -> ModelDeployment {
+    async fn wait(
+        &mut self,
+        what: &str,
+        check: impl Fn(&ModelDeployment) -> bool,
+    ) -> ModelDeployment {
         let md = wait_status(&self.client, &self.ns, "m", WAIT, what, check).await;
         let at = self.started.elapsed();
         self.phases.push((what.to_string(), at));
@@ -174,7 +179,11 @@ impl Scenario {
         );
         let mut last = Duration::ZERO;
         for (phase, at) in &self.phases {
-            println!("[{name}]   {phase}: +{:.1}s (at {:.1}s)", (*at - last).as_secs_f64(), at.as_secs_f64());
+            println!(
+                "[{name}]   {phase}: +{:.1}s (at {:.1}s)",
+                (*at - last).as_secs_f64(),
+                at.as_secs_f64()
+            );
             last = *at;
         }
         println!("{}", describe(&self.ns, "m"));
@@ -205,7 +214,12 @@ fn weight(md: &ModelDeployment) -> Option<i32> {
 fn history(md: &ModelDeployment) -> Vec<(String, String)> {
     md.status
         .as_ref()
-        .map(|s| s.history.iter().map(|h| (h.version.clone(), h.outcome.clone())).collect())
+        .map(|s| {
+            s.history
+                .iter()
+                .map(|h| (h.version.clone(), h.outcome.clone()))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -215,29 +229,56 @@ async fn a_canary_is_promoted_step_by_step_without_a_failed_request() {
     let v2 = s.model("2", false);
     s.apply(&manifest("2", &v2, STEPS));
     s.wait("canary at 25%", |md| weight(md) == Some(25)).await;
-    s.wait("paused at 25%", |md| phase(md) == Some(RolloutPhase::Paused) && weight(md) == Some(25)).await;
+    s.wait("paused at 25%", |md| {
+        phase(md) == Some(RolloutPhase::Paused) && weight(md) == Some(25)
+    })
+    .await;
     s.wait("canary at 50%", |md| weight(md) == Some(50)).await;
-    s.wait("promoting", |md| phase(md) == Some(RolloutPhase::Promoting) || stable_is(md, "2")).await;
+    s.wait("promoting", |md| {
+        phase(md) == Some(RolloutPhase::Promoting) || stable_is(md, "2")
+    })
+    .await;
     let md = s
-        .wait("version 2 stable", |md| stable_is(md, "2") && phase(md) == Some(RolloutPhase::Succeeded) && ready(md))
+        .wait("version 2 stable", |md| {
+            stable_is(md, "2") && phase(md) == Some(RolloutPhase::Succeeded) && ready(md)
+        })
         .await;
     assert_eq!(history(&md), [("2".into(), "Succeeded".into())]);
-    let analysis = md.status.as_ref().and_then(|s| s.analysis.clone()).expect("analysis ran");
+    let analysis = md
+        .status
+        .as_ref()
+        .and_then(|s| s.analysis.clone())
+        .expect("analysis ran");
     assert_ne!(analysis.verdict, "Fail", "{analysis:?}");
     // version 1 goes only after version 2 serves with all its replicas
     let deployments: Api<Deployment> = Api::namespaced(s.client.clone(), &s.ns);
     wait_until(WAIT, "Deployment m-1 removed", || async {
-        deployments.get_opt("m-1").await.ok()?.is_none().then_some(())
+        deployments
+            .get_opt("m-1")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
     })
     .await;
     let events = events_about(&s.client, &s.ns, "m").await;
-    let retired = events.iter().position(|e| e.reason.as_deref() == Some("VersionRetired"));
-    let succeeded = events.iter().position(|e| e.reason.as_deref() == Some("RolloutSucceeded"));
-    assert!(succeeded.is_some() && retired.is_some(), "events: {events:?}");
+    let retired = events
+        .iter()
+        .position(|e| e.reason.as_deref() == Some("VersionRetired"));
+    let succeeded = events
+        .iter()
+        .position(|e| e.reason.as_deref() == Some("RolloutSucceeded"));
+    assert!(
+        succeeded.is_some() && retired.is_some(),
+        "events: {events:?}"
+    );
     // keep the load on a moment after the old pods are gone
     tokio::time::sleep(Duration::from_secs(8)).await;
     let tally = s.finish("promote").await;
-    assert!(tally.served_by("2") > 0 && tally.served_by("1") > 0, "{tally:?}");
+    assert!(
+        tally.served_by("2") > 0 && tally.served_by("1") > 0,
+        "{tally:?}"
+    );
     assert_eq!(tally.failed(), 0, "{tally:?}");
 }
 
@@ -248,12 +289,22 @@ async fn a_bad_canary_is_rolled_back_by_analysis() {
     s.apply(&manifest("3", &v3, STEPS));
     s.wait("canary at 25%", |md| weight(md) == Some(25)).await;
     let md = s
-        .wait("rolled back by analysis", |md| phase(md) == Some(RolloutPhase::RolledBack))
+        .wait("rolled back by analysis", |md| {
+            phase(md) == Some(RolloutPhase::RolledBack)
+        })
         .await;
     assert!(stable_is(&md, "1"));
-    assert!(has_condition(&md, "Degraded", "True", "RolledBack"), "{:?}", md.status);
+    assert!(
+        has_condition(&md, "Degraded", "True", "RolledBack"),
+        "{:?}",
+        md.status
+    );
     let degraded = condition(&md, "Degraded").expect("Degraded");
-    assert!(degraded.message.contains("canary error rate"), "{}", degraded.message);
+    assert!(
+        degraded.message.contains("canary error rate"),
+        "{}",
+        degraded.message
+    );
     assert_eq!(history(&md), [("3".into(), "RolledBack".into())]);
     wait_event(&s.client, &s.ns, "m", "Warning", "AnalysisFailed").await;
     wait_event(&s.client, &s.ns, "m", "Warning", "RolledBack").await;
@@ -268,12 +319,24 @@ async fn a_bad_canary_is_rolled_back_by_analysis() {
     })
     .await;
     let after_rollback = s.load.as_ref().expect("load").snapshot();
-    s.phases.push(("canary pods gone".into(), s.started.elapsed()));
+    s.phases
+        .push(("canary pods gone".into(), s.started.elapsed()));
     tokio::time::sleep(Duration::from_secs(8)).await;
     let tally = s.finish("bad canary").await;
-    assert_eq!(tally.failed(), after_rollback.failed(), "failures after the rollback: {tally:?}");
-    assert_eq!(tally.failed(), tally.failed_by("3"), "only the canary failed: {tally:?}");
-    assert!(tally.failed_by("3") > 0, "the canary was judged on real failures: {tally:?}");
+    assert_eq!(
+        tally.failed(),
+        after_rollback.failed(),
+        "failures after the rollback: {tally:?}"
+    );
+    assert_eq!(
+        tally.failed(),
+        tally.failed_by("3"),
+        "only the canary failed: {tally:?}"
+    );
+    assert!(
+        tally.failed_by("3") > 0,
+        "the canary was judged on real failures: {tally:?}"
+    );
     // bounded by the canary's share: it had 1 of 3 pods at weight 25
     let share = tally.failed() as f64 / after_rollback.sent().max(1) as f64;
     assert!(share < 0.5, "{share} of requests failed: {tally:?}");
@@ -286,9 +349,17 @@ async fn a_canary_that_never_becomes_ready_fails_at_its_deadline() {
     let missing = s.work.path().join("no-such-model");
     s.apply(&manifest("4", &missing, &rollout));
     s.wait("canary started", |md| weight(md) == Some(25)).await;
-    let md = s.wait("failed at the deadline", |md| phase(md) == Some(RolloutPhase::Failed)).await;
+    let md = s
+        .wait("failed at the deadline", |md| {
+            phase(md) == Some(RolloutPhase::Failed)
+        })
+        .await;
     assert!(stable_is(&md, "1"));
-    assert!(has_condition(&md, "Degraded", "True", "RolloutFailed"), "{:?}", md.status);
+    assert!(
+        has_condition(&md, "Degraded", "True", "RolloutFailed"),
+        "{:?}",
+        md.status
+    );
     assert_eq!(history(&md), [("4".into(), "Failed".into())]);
     let tally = s.finish("deadline").await;
     assert_eq!(tally.failed(), 0, "{tally:?}");
@@ -300,24 +371,42 @@ async fn paused_rollouts_are_promoted_and_aborted_by_annotation() {
     let mut s = Scenario::start("manual", manual).await;
     let v2 = s.model("2", false);
     s.apply(&manifest("2", &v2, manual));
-    s.wait("paused", |md| phase(md) == Some(RolloutPhase::Paused)).await;
+    s.wait("paused", |md| phase(md) == Some(RolloutPhase::Paused))
+        .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(phase(&s.md().await), Some(RolloutPhase::Paused), "waits for a promote");
+    assert_eq!(
+        phase(&s.md().await),
+        Some(RolloutPhase::Paused),
+        "waits for a promote"
+    );
     s.annotate("sconce.dev/promote", "yes").await;
-    s.wait("promoted", |md| stable_is(md, "2") && phase(md) == Some(RolloutPhase::Succeeded)).await;
+    s.wait("promoted", |md| {
+        stable_is(md, "2") && phase(md) == Some(RolloutPhase::Succeeded)
+    })
+    .await;
     wait_event(&s.client, &s.ns, "m", "Normal", "Promoted").await;
 
     let v3 = s.model("3", false);
     s.apply(&manifest("3", &v3, manual));
-    s.wait("paused again", |md| phase(md) == Some(RolloutPhase::Paused)).await;
+    s.wait("paused again", |md| phase(md) == Some(RolloutPhase::Paused))
+        .await;
     s.annotate("sconce.dev/abort", "stop").await;
-    let md = s.wait("aborted", |md| phase(md) == Some(RolloutPhase::RolledBack)).await;
+    let md = s
+        .wait("aborted", |md| phase(md) == Some(RolloutPhase::RolledBack))
+        .await;
     assert!(stable_is(&md, "2"));
-    let rollout = md.status.as_ref().and_then(|x| x.rollout.clone()).expect("rollout");
+    let rollout = md
+        .status
+        .as_ref()
+        .and_then(|x| x.rollout.clone())
+        .expect("rollout");
     assert_eq!(rollout.aborted_by.as_deref(), Some("stop"));
     assert_eq!(
         history(&md),
-        [("3".into(), "RolledBack".into()), ("2".into(), "Succeeded".into())]
+        [
+            ("3".into(), "RolledBack".into()),
+            ("2".into(), "Succeeded".into())
+        ]
     );
     tokio::time::sleep(Duration::from_secs(6)).await;
     let tally = s.finish("annotations").await;
@@ -330,13 +419,30 @@ async fn setting_the_version_back_rolls_back_at_once() {
     let mut s = Scenario::start("setback", slow).await;
     let v2 = s.model("2", false);
     s.apply(&manifest("2", &v2, slow));
-    s.wait("paused at 50%", |md| phase(md) == Some(RolloutPhase::Paused)).await;
+    s.wait("paused at 50%", |md| {
+        phase(md) == Some(RolloutPhase::Paused)
+    })
+    .await;
     s.apply(&manifest("1", &s.v1, slow));
-    let md = s.wait("rolled back", |md| phase(md) == Some(RolloutPhase::RolledBack)).await;
+    let md = s
+        .wait("rolled back", |md| {
+            phase(md) == Some(RolloutPhase::RolledBack)
+        })
+        .await;
     assert!(stable_is(&md, "1"));
-    assert!(!has_condition(&md, "Degraded", "True", "RolledBack"), "a rollback the user asked for is not a fault");
-    let h = md.status.as_ref().map(|x| x.history[0].clone()).expect("history");
-    assert_eq!(h.reason.as_deref(), Some("spec.model.version set back to the stable version 1"));
+    assert!(
+        !has_condition(&md, "Degraded", "True", "RolledBack"),
+        "a rollback the user asked for is not a fault"
+    );
+    let h = md
+        .status
+        .as_ref()
+        .map(|x| x.history[0].clone())
+        .expect("history");
+    assert_eq!(
+        h.reason.as_deref(),
+        Some("spec.model.version set back to the stable version 1")
+    );
     tokio::time::sleep(Duration::from_secs(8)).await;
     let tally = s.finish("set back").await;
     assert_eq!(tally.failed(), 0, "{tally:?}");
@@ -347,23 +453,41 @@ async fn a_rollout_survives_its_operator_being_killed() {
     let mut s = Scenario::start_with("killed", STEPS, true).await;
     let v2 = s.model("2", false);
     s.apply(&manifest("2", &v2, STEPS));
-    s.wait("paused at 25%", |md| phase(md) == Some(RolloutPhase::Paused)).await;
+    s.wait("paused at 25%", |md| {
+        phase(md) == Some(RolloutPhase::Paused)
+    })
+    .await;
     // SIGKILL mid-rollout: nothing is flushed, the next operator starts from the status
     if let Some(OperatorHandle::Process(mut child)) = s.operator.take() {
         let pid = child.id().to_string();
-        let killed = std::process::Command::new("kill").args(["-9", &pid]).status().expect("kill");
+        let killed = std::process::Command::new("kill")
+            .args(["-9", &pid])
+            .status()
+            .expect("kill");
         assert!(killed.success());
         let _ = child.wait();
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
-    s.phases.push(("operator killed and down 3 s".into(), s.started.elapsed()));
+    s.phases
+        .push(("operator killed and down 3 s".into(), s.started.elapsed()));
     s.operator = Some(OperatorHandle::binary(&s.ns));
     let md = s
-        .wait("version 2 stable after the restart", |md| stable_is(md, "2") && phase(md) == Some(RolloutPhase::Succeeded))
+        .wait("version 2 stable after the restart", |md| {
+            stable_is(md, "2") && phase(md) == Some(RolloutPhase::Succeeded)
+        })
         .await;
-    assert_eq!(history(&md), [("2".into(), "Succeeded".into())], "completed exactly once");
+    assert_eq!(
+        history(&md),
+        [("2".into(), "Succeeded".into())],
+        "completed exactly once"
+    );
     let events = events_about(&s.client, &s.ns, "m").await;
-    let count = |reason: &str| events.iter().filter(|e| e.reason.as_deref() == Some(reason)).count();
+    let count = |reason: &str| {
+        events
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some(reason))
+            .count()
+    };
     assert_eq!(count("RolloutStarted"), 1, "{events:?}");
     assert_eq!(count("RolloutSucceeded"), 1, "{events:?}");
     let steps: Vec<String> = events
@@ -405,7 +529,12 @@ spec:
 async fn an_httproute_carries_the_exact_weights() {
     kubectl_ok(&["apply", "-f", "-"], Some(HTTPROUTE_CRD));
     kubectl_ok(
-        &["wait", "--for=condition=Established", "crd/httproutes.gateway.networking.k8s.io", "--timeout=60s"],
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/httproutes.gateway.networking.k8s.io",
+            "--timeout=60s",
+        ],
         None,
     );
     let rollout = format!("{STEPS}  traffic: {{httpRoute: m-route}}\n");
@@ -416,7 +545,10 @@ async fn an_httproute_carries_the_exact_weights() {
     let operator = Operator::start(&client, &ns).await;
     let work = tempfile::tempdir().expect("tempdir");
     let v1 = model_dir(work.path(), "1", false);
-    kubectl_ok(&["apply", "-n", &ns, "-f", "-"], Some(&manifest("1", &v1, &rollout)));
+    kubectl_ok(
+        &["apply", "-n", &ns, "-f", "-"],
+        Some(&manifest("1", &v1, &rollout)),
+    );
     wait_status(&client, &ns, "m", WAIT, "HTTPRouteNotFound", |md| {
         has_condition(md, "Degraded", "True", "HTTPRouteNotFound")
     })
@@ -424,14 +556,24 @@ async fn an_httproute_carries_the_exact_weights() {
     let route = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: m-route}\n\
                  spec:\n  parentRefs: [{name: gateway}]\n  rules:\n  - matches: [{path: {type: PathPrefix, value: /}}]\n";
     kubectl_ok(&["apply", "-n", &ns, "-f", "-"], Some(route));
-    let routes: Api<kube::api::DynamicObject> =
-        Api::namespaced_with(client.clone(), &ns, &sconce::reconcile::traffic::route_resource());
+    let routes: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &ns,
+        &sconce::reconcile::traffic::route_resource(),
+    );
     let backends = || async {
         let r = routes.get("m-route").await.ok()?;
-        let refs = r.data["spec"]["rules"][0]["backendRefs"].as_array()?.clone();
+        let refs = r.data["spec"]["rules"][0]["backendRefs"]
+            .as_array()?
+            .clone();
         Some(
             refs.iter()
-                .map(|b| (b["name"].as_str().unwrap_or("").to_string(), b["weight"].as_i64().unwrap_or(-1)))
+                .map(|b| {
+                    (
+                        b["name"].as_str().unwrap_or("").to_string(),
+                        b["weight"].as_i64().unwrap_or(-1),
+                    )
+                })
                 .collect::<Vec<_>>(),
         )
     };
@@ -447,7 +589,10 @@ async fn an_httproute_carries_the_exact_weights() {
     };
     wait_backends(vec![("m-1", 100)]).await;
     let v2 = model_dir(work.path(), "2", false);
-    kubectl_ok(&["apply", "-n", &ns, "-f", "-"], Some(&manifest("2", &v2, &rollout)));
+    kubectl_ok(
+        &["apply", "-n", &ns, "-f", "-"],
+        Some(&manifest("2", &v2, &rollout)),
+    );
     wait_backends(vec![("m-1", 75), ("m-2", 25)]).await;
     wait_backends(vec![("m-1", 50), ("m-2", 50)]).await;
     wait_backends(vec![("m-2", 100)]).await;

@@ -6,8 +6,8 @@ use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::{Client, Resource};
 use serde::Serialize;
-use serde_json::Value;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use crate::crd::{ModelDeployment, ModelDeploymentStatus};
 use crate::error::{Error, Result};
@@ -60,7 +60,10 @@ pub async fn patch_status(
     current: &ModelDeploymentStatus,
     desired: &ModelDeploymentStatus,
 ) -> Result<()> {
-    let diff = merge_diff(&serde_json::to_value(current)?, &serde_json::to_value(desired)?);
+    let diff = merge_diff(
+        &serde_json::to_value(current)?,
+        &serde_json::to_value(desired)?,
+    );
     let patch = Patch::Merge(serde_json::json!({ "status": diff }));
     api.patch_status(name, &manager_params(), &patch).await?;
     Ok(())

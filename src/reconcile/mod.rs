@@ -116,7 +116,8 @@ async fn reconcile_inner(md: &ModelDeployment, ctx: &Context) -> Result<Action> 
             .or(previous.current_version)
             .unwrap_or_else(|| model.version.clone());
         let stable = model.for_version(&serving);
-        let key = kube::runtime::reflector::ObjectRef::new(&stable.deployment_name).within(&namespace);
+        let key =
+            kube::runtime::reflector::ObjectRef::new(&stable.deployment_name).within(&namespace);
         let deployment = ctx.stores.deployments.get(&key);
         let seen = status::Observation {
             deployment: deployment.as_deref(),

@@ -1,5 +1,5 @@
 //! OpenAI `POST /v1/chat/completions`, `POST /v1/completions` (streaming or not) and
-//! `GET /v1/models`, for `gguf` models. Chat messages go through the model's own chat template.
+//! for `gguf` models (`GET /v1/models` is in `openai.rs`). Chat messages go through the model's own chat template.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -438,12 +438,4 @@ pub async fn completions(
     }
     .map_err(|e| OpenAiError::param(ApiError::bad(format!("prompt: {e}")), "prompt"))?;
     generate(header, generator, tokens, opts, &req.common).await
-}
-
-/// `GET /v1/models`: the one model served.
-pub async fn models(State(s): State<SharedState>) -> Json<Value> {
-    Json(json!({
-        "object": "list",
-        "data": [{"id": s.model_name, "object": "model", "created": 0, "owned_by": "sconce"}],
-    }))
 }

@@ -265,7 +265,10 @@ fn servers_drain_before_they_stop_unless_told_otherwise() {
         .collect();
     assert_eq!(
         names,
-        [("SCONCE_MAX_BATCH_SIZE", Some("16")), ("SCONCE_DRAIN_SECONDS", Some("5"))]
+        [
+            ("SCONCE_MAX_BATCH_SIZE", Some("16")),
+            ("SCONCE_DRAIN_SECONDS", Some("5"))
+        ]
     );
     let mut own = md.clone();
     if let Some(r) = own.spec.runtime.as_mut() {
