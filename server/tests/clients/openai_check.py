@@ -81,8 +81,12 @@ expect_error(openai.BadRequestError, 400,
                                               extra_body={"encoding_format": "int8"}),
              message="unknown encoding_format", type_="invalid_request_error",
              param="encoding_format")
-expect_error(openai.NotFoundError, 404,
+# completions exist for language models; an embedding model says it does not generate text
+expect_error(openai.BadRequestError, 400,
              lambda: client.completions.create(model=model, prompt="hi"),
+             message="does not generate text", type_="invalid_request_error", param="model")
+expect_error(openai.NotFoundError, 404,
+             lambda: client.post("/audio/speech", cast_to=object, body={"input": "hi"}),
              message="no such route", type_="invalid_request_error", code="unknown_url")
 
 wrong = openai.OpenAI(base_url=base_url, api_key=key + "-wrong", max_retries=0, timeout=30)
