@@ -59,6 +59,9 @@ pub struct Load {
 
 impl Load {
     /// `workers` clients sending `input` (width of the model's input) to `base`/v2/models/`model`/infer.
+    /// Half keep their connection alive (they stay on one pod until it closes the connection),
+    /// half open a new one per request (kube-proxy picks a pod for each): both kinds of clients
+    /// real services see, and the second gives a canary its share of requests.
     pub fn start(base: &str, model: &str, input_width: usize, workers: usize) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let tally = Arc::new(Mutex::new(Tally::default()));
@@ -68,14 +71,16 @@ impl Load {
         });
         let url = format!("{base}/v2/models/{model}/infer");
         let workers = (0..workers)
-            .map(|_| {
+            .map(|i| {
                 let (stop, tally, body, url) =
                     (stop.clone(), tally.clone(), body.clone(), url.clone());
+                let keep_alive = i % 2 == 0;
                 tokio::spawn(async move {
-                    let client = reqwest::Client::builder()
-                        .timeout(Duration::from_secs(10))
-                        .build()
-                        .expect("client");
+                    let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
+                    if !keep_alive {
+                        builder = builder.pool_max_idle_per_host(0);
+                    }
+                    let client = builder.build().expect("client");
                     while !stop.load(Ordering::Relaxed) {
                         let answer = client.post(&url).json(&body).send().await;
                         let record = match answer {

@@ -156,6 +156,15 @@ pub async fn delete_namespace(client: &Client, name: &str) {
     let _ = api.delete(name, &DeleteParams::background()).await;
 }
 
+/// The operator binary: `SCONCE_OPERATOR_BINARY` when set (a private copy, for machines where
+/// other checkouts build into the same target dir), else the one cargo built for this test.
+pub fn operator_binary() -> PathBuf {
+    std::env::var_os("SCONCE_OPERATOR_BINARY").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_sconce")),
+        PathBuf::from,
+    )
+}
+
 /// The server image `hack/images.sh` builds and the test plane's node has loaded.
 pub const TEST_SERVER_IMAGE: &str = "localhost/sconce-server:dev";
 
