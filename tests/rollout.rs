@@ -566,7 +566,7 @@ async fn an_httproute_carries_the_exact_weights() {
     let v1 = model_dir(work.path(), "1", false);
     kubectl_ok(
         &["apply", "-n", &ns, "-f", "-"],
-        Some(&manifest("1", &v1, &rollout)),
+        Some(&manifest("1", &v1, rollout)),
     );
     wait_status(&client, &ns, "m", WAIT, "HTTPRouteNotFound", |md| {
         has_condition(md, "Degraded", "True", "HTTPRouteNotFound")
@@ -610,7 +610,7 @@ async fn an_httproute_carries_the_exact_weights() {
     let v2 = model_dir(work.path(), "2", false);
     kubectl_ok(
         &["apply", "-n", &ns, "-f", "-"],
-        Some(&manifest("2", &v2, &rollout)),
+        Some(&manifest("2", &v2, rollout)),
     );
     wait_backends(vec![("m-1", 75), ("m-2", 25)]).await;
     wait_backends(vec![("m-1", 50), ("m-2", 50)]).await;
