@@ -627,3 +627,53 @@ async fn an_httproute_carries_the_exact_weights() {
     operator.stop();
     delete_namespace(&client, &ns).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_rollout_starts_nothing_and_deletes_nothing() {
+    install_crd();
+    let client = client().await;
+    let ns = namespace(&client, "badplan").await;
+    let operator = Operator::start(&client, &ns).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let v1 = model_dir(work.path(), "1", false);
+    kubectl_ok(
+        &["apply", "-n", &ns, "-f", "-"],
+        Some(&manifest("1", &v1, STEPS)),
+    );
+    wait_status(&client, &ns, "m", WAIT, "Ready", |md| ready(md)).await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let before = deployments.get("m-1").await.expect("m-1");
+    let v2 = model_dir(work.path(), "2", false);
+    let bad = "  rollout:\n    steps: [{setWeight: 50}, {pause: {duration: soon}}]\n";
+    kubectl_ok(
+        &["apply", "-n", &ns, "-f", "-"],
+        Some(&manifest("2", &v2, bad)),
+    );
+    let md = wait_status(&client, &ns, "m", WAIT, "InvalidRollout", |md| {
+        has_condition(md, "Degraded", "True", "InvalidRollout")
+    })
+    .await;
+    let message = &condition(&md, "Degraded").expect("Degraded").message;
+    assert!(
+        message.starts_with("spec.rollout.steps[1].pause.duration \"soon\""),
+        "{message}"
+    );
+    let event = wait_event(&client, &ns, "m", "Warning", "InvalidRollout").await;
+    assert_eq!(event.note.as_deref(), Some(message.as_str()));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        deployments.get_opt("m-2").await.expect("get").is_none(),
+        "no canary started"
+    );
+    let after = deployments.get("m-1").await.expect("m-1 still there");
+    assert_eq!(
+        after.metadata.generation, before.metadata.generation,
+        "stable untouched"
+    );
+    assert_eq!(
+        md.status.as_ref().and_then(|s| s.canary_version.clone()),
+        None
+    );
+    operator.stop();
+    delete_namespace(&client, &ns).await;
+}
