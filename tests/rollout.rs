@@ -640,7 +640,7 @@ async fn an_invalid_rollout_starts_nothing_and_deletes_nothing() {
         &["apply", "-n", &ns, "-f", "-"],
         Some(&manifest("1", &v1, STEPS)),
     );
-    wait_status(&client, &ns, "m", WAIT, "Ready", |md| ready(md)).await;
+    wait_status(&client, &ns, "m", WAIT, "Ready", ready).await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     let before = deployments.get("m-1").await.expect("m-1");
     let v2 = model_dir(work.path(), "2", false);
