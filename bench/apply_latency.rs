@@ -107,6 +107,7 @@ async fn main() -> Result<()> {
                 runtime: None,
                 rollout: None,
                 traffic: None,
+                scaling: None,
             },
         );
         let started = Instant::now();

@@ -5,6 +5,8 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use std::sync::atomic::AtomicU64;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -13,11 +15,22 @@ pub struct ErrorLabels {
     pub category: String,
 }
 
+/// One ModelDeployment.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelLabels {
+    pub namespace: String,
+    pub name: String,
+}
+
 pub struct Metrics {
     registry: Mutex<Registry>,
     pub reconciliations: Counter,
     pub errors: Family<ErrorLabels, Counter>,
     pub duration: Histogram,
+    /// Per ModelDeployment: replicas asked for, ready pods, and the autoscaler's metric.
+    pub desired_replicas: Family<ModelLabels, Gauge>,
+    pub ready_replicas: Family<ModelLabels, Gauge>,
+    pub scaling_metric: Family<ModelLabels, Gauge<f64, AtomicU64>>,
 }
 
 impl Default for Metrics {
@@ -41,11 +54,32 @@ impl Default for Metrics {
             "Time spent in one reconciliation",
             duration.clone(),
         );
+        let desired_replicas = Family::<ModelLabels, Gauge>::default();
+        let ready_replicas = Family::<ModelLabels, Gauge>::default();
+        let scaling_metric = Family::<ModelLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "desired_replicas",
+            "Replicas a ModelDeployment asks for (spec.replicas or the autoscaler's decision)",
+            desired_replicas.clone(),
+        );
+        registry.register(
+            "ready_replicas",
+            "Ready pods of a ModelDeployment's stable version",
+            ready_replicas.clone(),
+        );
+        registry.register(
+            "scaling_metric",
+            "The autoscaler's metric (concurrency or rps over all ready pods), stable-window average",
+            scaling_metric.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             reconciliations,
             errors,
             duration,
+            desired_replicas,
+            ready_replicas,
+            scaling_metric,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The `sconce.dev` API. `v1alpha1` is the only version so far.
 mod rollout;
+mod scaling;
 pub mod v1alpha1;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 
+pub use super::scaling::{ScalingMetric, ScalingSpec, ScalingStatus};
 pub use super::rollout::{
     AnalysisSpec, AnalysisStatus, HistoryEntry, PauseStep, RolloutPhase, RolloutSpec,
     RolloutStatus, RolloutStep, RolloutStrategy, TrafficSpec, VersionFigures,
@@ -40,6 +41,11 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Stable", type_ = "string", json_path = ".status.stableVersion"),
     printcolumn(name = "Canary", type_ = "string", json_path = ".status.canaryVersion"),
     printcolumn(name = "Weight", type_ = "integer", json_path = ".status.canaryWeight"),
+    printcolumn(
+        name = "Desired",
+        type_ = "integer",
+        json_path = ".status.desiredReplicas"
+    ),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.readyText"),
     printcolumn(name = "Status", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Rollout", type_ = "string", json_path = ".status.rolloutPhase"),
@@ -76,6 +82,10 @@ pub struct ModelDeploymentSpec {
     /// Where traffic is split between versions during a rollout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic: Option<TrafficSpec>,
+
+    /// Autoscaling on live load (requests in flight or per second); without it `replicas` rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<ScalingSpec>,
 }
 
 fn default_replicas() -> i32 {
@@ -262,6 +272,14 @@ pub struct ModelDeploymentStatus {
     /// The last analysis interval of the current rollout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<AnalysisStatus>,
+
+    /// The replica count the autoscaler decided (with `spec.scaling`), else `spec.replicas`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_replicas: Option<i32>,
+
+    /// The autoscaler's last look, with `spec.scaling`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<ScalingStatus>,
 
     /// Finished rollouts, newest first, at most `spec.rollout.revisionHistoryLimit`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

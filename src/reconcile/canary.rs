@@ -5,7 +5,7 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::build::DEFAULT_PORT;
-use super::scrape::Target;
+use super::scrape;
 use super::status::{self, DEGRADED, PROGRESSING, Problem};
 use super::validate::ValidModel;
 use super::{Context, children};
@@ -53,16 +53,19 @@ pub async fn verdict(
     let canary_pods = children::pods_of_version(&ctx.stores, model);
     let stable_model = model.for_version(stable_version);
     let stable_pods = children::pods_of_version(&ctx.stores, &stable_model);
-    let scrape = |version: &str, pods: &[std::sync::Arc<k8s_openapi::api::core::v1::Pod>]| {
-        let target = Target {
-            version: version.to_string(),
-            pods: pods.iter().map(|p| p.as_ref().clone()).collect(),
-            port,
-        };
-        async move { ctx.scraper.scrape(&target).await }
+    let read = |pods: &[std::sync::Arc<k8s_openapi::api::core::v1::Pod>]| {
+        let pods: Vec<k8s_openapi::api::core::v1::Pod> =
+            pods.iter().map(|p| p.as_ref().clone()).collect();
+        async move {
+            let refs: Vec<&k8s_openapi::api::core::v1::Pod> = pods.iter().collect();
+            let ready = refs.iter().filter(|p| scrape::is_ready(p)).count();
+            (ctx.scraper.read(&refs, port).await, ready)
+        }
     };
-    let canary = scrape(&model.version, &canary_pods).await;
-    let stable = scrape(stable_version, &stable_pods).await;
+    let (canary_readings, canary_ready) = read(&canary_pods).await;
+    let (stable_readings, stable_ready) = read(&stable_pods).await;
+    let canary = scrape::traffic(&model.version, canary_ready, &canary_readings, &ctx.analysis_baseline);
+    let stable = scrape::traffic(stable_version, stable_ready, &stable_readings, &ctx.analysis_baseline);
     let verdict = if canary.baseline_only {
         Verdict::Inconclusive(
             "first scrape of the canary's pods: the baseline for the next interval".into(),

@@ -1,5 +1,6 @@
 //! The reconcile pipeline: validate (pure) -> build (pure) -> apply -> observe -> status.
 pub mod apply;
+mod autoscaling;
 pub mod build;
 mod canary;
 mod children;
@@ -32,6 +33,9 @@ use status::Transition;
 
 /// Periodic re-check of healthy objects, in case a watch event was missed.
 const RESYNC: Duration = Duration::from_secs(300);
+/// How often an autoscaled ModelDeployment's pods are sampled (the panic window needs several
+/// samples).
+const SCALING_TICK: Duration = Duration::from_secs(2);
 /// How long after a pod turns ready its absence from the Service's endpoints is still normal.
 const ENDPOINTS_LAG: Duration = Duration::from_secs(10);
 /// Re-check while pods start, so a cause only visible in Events is found within seconds.
@@ -45,8 +49,11 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub events: events::Publisher,
     pub stores: Stores,
-    /// The serving pods' last scraped counters (canary analysis).
+    /// The serving pods' last scraped counters, shared by canary analysis and the autoscaler,
+    /// each with its own baseline.
     pub scraper: scrape::Scraper,
+    pub analysis_baseline: scrape::Baseline,
+    pub scaling: autoscaling::Histories,
     /// Consecutive transient failures per object, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -60,6 +67,8 @@ impl Context {
             metrics,
             stores,
             scraper: scrape::Scraper::default(),
+            analysis_baseline: scrape::Baseline::default(),
+            scaling: autoscaling::Histories::default(),
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -140,11 +149,12 @@ async fn reconcile_inner(md: &ModelDeployment, ctx: &Context) -> Result<Action> 
     let previous = md.status.clone().unwrap_or_default();
     let annotations = md.annotations();
     let verdict = canary::verdict(ctx, md, &model, now.clone()).await;
-    let decision = rollout::decide(&rollout::Input {
+    let scaled = autoscaling::replicas(ctx, md, &model, &now).await;
+    let mut decision = rollout::decide(&rollout::Input {
         plan: &model.rollout,
         target: &model.version,
         target_uri: &md.spec.model.uri,
-        replicas: md.spec.replicas,
+        replicas: scaled.replicas,
         generation: md.metadata.generation.unwrap_or(0),
         previous: &previous,
         promote: annotations
@@ -158,7 +168,19 @@ async fn reconcile_inner(md: &ModelDeployment, ctx: &Context) -> Result<Action> 
         now: now.0,
     });
 
-    let mut notes: Vec<Transition> = Vec::new();
+    // While a canary runs, stable never drops below the pods it has ready (an autoscaler
+    // decision to scale down waits for the promotion).
+    if decision.canary.is_some() {
+        let stable_key = kube::runtime::reflector::ObjectRef::new(
+            &model.for_version(&decision.stable.version).deployment_name,
+        )
+        .within(&namespace);
+        let stable_ready =
+            observe::deployment_ready(ctx.stores.deployments.get(&stable_key).as_deref());
+        decision.stable.replicas = decision.stable.replicas.max(stable_ready);
+    }
+
+    let mut notes: Vec<Transition> = scaled.event.iter().cloned().collect();
     let outcome =
         children::apply_all(ctx, md, &model, owner.clone(), &decision, &mut notes).await?;
 
@@ -168,6 +190,7 @@ async fn reconcile_inner(md: &ModelDeployment, ctx: &Context) -> Result<Action> 
     let stable_problem = children::pod_problem(ctx, &stable, &stable_pods).await?;
     let seen = status::Observation {
         deployment: outcome.stable.as_ref(),
+        replicas: Some(decision.stable.replicas),
         serving_endpoints: observe::serving_endpoints(
             endpoints.as_deref(),
             stable_pods.iter().map(|p| p.as_ref()),
@@ -192,6 +215,17 @@ async fn reconcile_inner(md: &ModelDeployment, ctx: &Context) -> Result<Action> 
         md.metadata.generation,
         &now,
     );
+    desired.desired_replicas = Some(scaled.replicas);
+    desired.scaling = scaled.status.clone();
+    let labels = crate::metrics::ModelLabels {
+        namespace: namespace.clone(),
+        name: model.instance.clone(),
+    };
+    ctx.metrics.desired_replicas.get_or_create(&labels).set(i64::from(scaled.replicas));
+    ctx.metrics.ready_replicas.get_or_create(&labels).set(i64::from(desired.ready_replicas));
+    if let Some(m) = scaled.metric {
+        ctx.metrics.scaling_metric.get_or_create(&labels).set(m);
+    }
     let ready = status::is_ready(&desired);
     if ready {
         let mut keep = vec![decision.stable.version.as_str()];
@@ -205,6 +239,7 @@ async fn reconcile_inner(md: &ModelDeployment, ctx: &Context) -> Result<Action> 
         Some(RESYNC),
         starting.then_some(STARTING_RECHECK),
         decision.canary.as_ref().map(|_| STARTING_RECHECK),
+        model.scaling.as_ref().map(|_| SCALING_TICK),
         decision.wake_in,
     ]
     .into_iter()

@@ -1,6 +1,7 @@
-//! Reading the serving pods' own `/metrics` (no Prometheus needed): one scrape per ready pod,
-//! in parallel, each bounded by a short timeout. The last scrape of every pod is kept, so the
-//! next one yields what happened in between. Canary analysis reads it; so can the autoscaler.
+//! Reading the serving pods' own `/metrics` (no Prometheus needed): ready pods scraped in
+//! parallel, each bounded by a short timeout, and a scrape younger than a second reused, so
+//! canary analysis and the autoscaler share one scrape per pod. Each of them keeps its own
+//! baseline (the counters it last looked at) to compute what happened since.
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -12,18 +13,22 @@ use crate::rollout::analysis::{Counters, Traffic};
 
 /// How long one pod may take to answer a scrape.
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(2);
+/// A scrape this recent is reused instead of asking the pod again.
+const FRESH: Duration = Duration::from_secs(1);
 /// A pod not scraped for this long is forgotten.
 const FORGET_AFTER: Duration = Duration::from_secs(600);
 
+/// One pod's counters at one moment.
 #[derive(Debug, Clone)]
-struct Last {
-    counters: Counters,
-    at: Instant,
+pub struct Reading {
+    pub uid: String,
+    pub counters: Counters,
+    pub at: Instant,
 }
 
 pub struct Scraper {
     http: reqwest::Client,
-    last: Mutex<HashMap<String, Last>>,
+    latest: Mutex<HashMap<String, Reading>>,
 }
 
 impl Default for Scraper {
@@ -33,26 +38,12 @@ impl Default for Scraper {
                 .timeout(SCRAPE_TIMEOUT)
                 .build()
                 .unwrap_or_default(),
-            last: Mutex::new(HashMap::new()),
+            latest: Mutex::new(HashMap::new()),
         }
     }
 }
 
-/// One version's pods to scrape.
-pub struct Target {
-    pub version: String,
-    pub pods: Vec<Pod>,
-    pub port: i32,
-}
-
-/// What a scrape of one version gave: its traffic since each pod's previous scrape, and
-/// whether any pod had a previous scrape at all (the first scrape is only a baseline).
-pub struct Scraped {
-    pub traffic: Traffic,
-    pub baseline_only: bool,
-}
-
-fn is_ready(pod: &Pod) -> bool {
+pub fn is_ready(pod: &Pod) -> bool {
     pod.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
@@ -60,8 +51,8 @@ fn is_ready(pod: &Pod) -> bool {
 }
 
 impl Scraper {
-    fn last(&self) -> std::sync::MutexGuard<'_, HashMap<String, Last>> {
-        self.last.lock().unwrap_or_else(|p| p.into_inner())
+    fn latest(&self) -> std::sync::MutexGuard<'_, HashMap<String, Reading>> {
+        self.latest.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     async fn fetch(&self, ip: &str, port: i32) -> Option<Counters> {
@@ -74,38 +65,98 @@ impl Scraper {
         Some(Counters::from_text(&text))
     }
 
-    /// Scrape the ready pods of `target`; pods that do not answer are left out (and counted).
-    pub async fn scrape(&self, target: &Target) -> Scraped {
-        let ready: Vec<&Pod> = target.pods.iter().filter(|p| is_ready(p)).collect();
-        let fetches = ready.iter().map(|pod| async move {
-            let uid = pod.metadata.uid.clone()?;
-            let ip = pod.status.as_ref()?.pod_ip.clone()?;
-            let counters = self.fetch(&ip, target.port).await?;
-            Some((uid, counters))
-        });
-        let answers: Vec<(String, Counters)> =
-            join_all(fetches).await.into_iter().flatten().collect();
+    /// The counters of every ready pod in `pods` that answers (or answered less than a second
+    /// ago). Pods that do not answer are left out.
+    pub async fn read(&self, pods: &[&Pod], port: i32) -> Vec<Reading> {
         let now = Instant::now();
-        let mut last = self.last();
-        last.retain(|_, l| now.duration_since(l.at) < FORGET_AFTER);
-        let mut total = Counters::default();
-        let mut with_delta = 0;
-        let answered = answers.len();
-        for (uid, counters) in answers {
-            if let Some(previous) = last.get(&uid) {
-                total.add(&counters.since(&previous.counters));
-                with_delta += 1;
+        let (mut readings, mut ask) = (Vec::new(), Vec::new());
+        {
+            let latest = self.latest();
+            for pod in pods.iter().filter(|p| is_ready(p)) {
+                let Some(uid) = pod.metadata.uid.clone() else { continue };
+                match latest.get(&uid) {
+                    Some(r) if now.duration_since(r.at) < FRESH => readings.push(r.clone()),
+                    _ => ask.push((uid, pod)),
+                }
             }
-            last.insert(uid, Last { counters, at: now });
         }
-        Scraped {
-            baseline_only: answered > 0 && with_delta == 0,
-            traffic: Traffic {
-                version: target.version.clone(),
-                counters: total,
-                pods_scraped: with_delta,
-                pods_ready: ready.len(),
-            },
+        let fetches = ask.into_iter().map(|(uid, pod)| async move {
+            let ip = pod.status.as_ref()?.pod_ip.clone()?;
+            let counters = self.fetch(&ip, port).await?;
+            Some(Reading {
+                uid,
+                counters,
+                at: Instant::now(),
+            })
+        });
+        let fetched: Vec<Reading> = join_all(fetches).await.into_iter().flatten().collect();
+        let mut latest = self.latest();
+        latest.retain(|_, r| now.duration_since(r.at) < FORGET_AFTER);
+        for r in &fetched {
+            latest.insert(r.uid.clone(), r.clone());
         }
+        readings.extend(fetched);
+        readings
+    }
+}
+
+/// The counters one consumer last looked at, per pod.
+#[derive(Default)]
+pub struct Baseline {
+    last: Mutex<HashMap<String, Reading>>,
+}
+
+/// What happened on one pod since the consumer's last look, over `seconds`.
+pub struct Delta {
+    pub counters: Counters,
+    pub seconds: f64,
+}
+
+impl Baseline {
+    /// Deltas for the pods that have a previous reading; every reading becomes the new
+    /// baseline. A pod's first reading gives no delta.
+    pub fn deltas(&self, readings: &[Reading]) -> Vec<Delta> {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        last.retain(|_, r| now.duration_since(r.at) < FORGET_AFTER);
+        let mut out = Vec::new();
+        for r in readings {
+            if let Some(before) = last.get(&r.uid)
+                && r.at > before.at
+            {
+                out.push(Delta {
+                    counters: r.counters.since(&before.counters),
+                    seconds: r.at.duration_since(before.at).as_secs_f64(),
+                });
+            }
+            if last.get(&r.uid).is_none_or(|b| r.at > b.at) {
+                last.insert(r.uid.clone(), r.clone());
+            }
+        }
+        out
+    }
+}
+
+/// One version's traffic since `baseline`'s last look, for canary analysis; `baseline_only`
+/// when pods answered but none had a previous look (the first scrape of a canary).
+pub struct Scraped {
+    pub traffic: Traffic,
+    pub baseline_only: bool,
+}
+
+pub fn traffic(version: &str, pods_ready: usize, readings: &[Reading], baseline: &Baseline) -> Scraped {
+    let deltas = baseline.deltas(readings);
+    let mut total = Counters::default();
+    for d in &deltas {
+        total.add(&d.counters);
+    }
+    Scraped {
+        baseline_only: !readings.is_empty() && deltas.is_empty(),
+        traffic: Traffic {
+            version: version.to_string(),
+            counters: total,
+            pods_scraped: deltas.len(),
+            pods_ready,
+        },
     }
 }

@@ -57,7 +57,7 @@ impl Counters {
         c
     }
 
-    fn total(&self) -> f64 {
+    pub fn total(&self) -> f64 {
         // an empty float sum is -0.0; + 0.0 makes it print as 0
         self.by_code.values().sum::<f64>() + 0.0
     }

@@ -75,6 +75,8 @@ impl Problem {
 pub struct Observation<'a> {
     /// The current version's Deployment as the apiserver returned it.
     pub deployment: Option<&'a Deployment>,
+    /// Replicas it should have (default `spec.replicas`; the autoscaler's or a rollout's count).
+    pub replicas: Option<i32>,
     /// Ready addresses of the model's Service that are pods of the current version.
     pub serving_endpoints: i32,
     /// A pod became ready moments ago, so the endpoints may still be catching up.
@@ -198,7 +200,8 @@ pub fn valid_status(
 ) -> ModelDeploymentStatus {
     let generation = md.metadata.generation;
     let previous = md.status.clone().unwrap_or_default();
-    let progress = RolloutProgress::from_deployment(md.spec.replicas, seen.deployment);
+    let desired_pods = seen.replicas.unwrap_or(md.spec.replicas);
+    let progress = RolloutProgress::from_deployment(desired_pods, seen.deployment);
     let problem = seen
         .apply_problem
         .or(seen.pod_problem)

@@ -4,6 +4,7 @@ pub mod duration;
 mod k8s_rules;
 pub mod rollout;
 mod runtime;
+pub mod scaling;
 
 use thiserror::Error;
 
@@ -124,6 +125,8 @@ pub struct ValidModel {
     pub source: ModelSource,
     /// How a new version reaches users.
     pub rollout: rollout::RolloutPlan,
+    /// Autoscaling, with `spec.scaling`.
+    pub scaling: Option<scaling::ScalingPlan>,
 }
 
 /// The documented (and schema-enforced) version pattern `^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$`;
@@ -198,6 +201,7 @@ pub fn validate(md: &ModelDeployment) -> Result<ValidModel, ValidationError> {
         runtime::check(runtime)?;
     }
     let rollout = rollout::plan(&md.spec)?;
+    let scaling = md.spec.scaling.as_ref().map(scaling::plan).transpose()?;
 
     Ok(ValidModel {
         served_name: md.served_name(),
@@ -209,6 +213,7 @@ pub fn validate(md: &ModelDeployment) -> Result<ValidModel, ValidationError> {
         format: model.format,
         source,
         rollout,
+        scaling,
     })
 }
 
