@@ -2,6 +2,7 @@
 pub mod admin;
 pub mod crd;
 pub mod error;
+pub mod leader;
 pub mod metrics;
 pub mod reconcile;
 pub mod rollout;

@@ -2,8 +2,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use std::time::Duration;
+
 use clap::{Parser, Subcommand};
-use sconce::{admin, crd, metrics::Metrics, reconcile};
+use sconce::{admin, crd, leader, metrics::Metrics, reconcile};
 
 #[derive(Parser)]
 #[command(version, about = "Sconce: serve machine-learning models on Kubernetes")]
@@ -36,6 +38,35 @@ struct RunArgs {
     /// Log as JSON lines.
     #[arg(long, env = "SCONCE_LOG_JSON")]
     log_json: bool,
+    #[command(flatten)]
+    leader: LeaderArgs,
+}
+
+/// Several replicas: one leads (reconciles), the others stand by.
+#[derive(clap::Args)]
+struct LeaderArgs {
+    /// Reconcile only while holding the Lease (for more than one replica).
+    #[arg(long, env = "SCONCE_LEADER_ELECT")]
+    leader_elect: bool,
+    /// Namespace of the Lease (default: the pod's own namespace in-cluster, else the
+    /// kubeconfig's).
+    #[arg(long, env = "SCONCE_LEADER_ELECTION_NAMESPACE")]
+    leader_election_namespace: Option<String>,
+    /// Name of the Lease.
+    #[arg(long, env = "SCONCE_LEADER_ELECTION_LEASE", default_value = "sconce-operator")]
+    leader_election_lease: String,
+    /// This replica's identity in the Lease (default: the pod's name, from POD_NAME).
+    #[arg(long, env = "POD_NAME")]
+    leader_election_identity: Option<String>,
+    /// Seconds a standby waits for an unchanged Lease before taking it over.
+    #[arg(long, default_value_t = 15)]
+    leader_election_lease_duration: u64,
+    /// Seconds the leader keeps trying to renew before it gives up leading (and exits).
+    #[arg(long, default_value_t = 10)]
+    leader_election_renew_deadline: u64,
+    /// Seconds between two looks at the Lease.
+    #[arg(long, default_value_t = 2)]
+    leader_election_retry_period: u64,
 }
 
 #[tokio::main]
@@ -56,11 +87,71 @@ async fn main() -> anyhow::Result<()> {
     let config = reconcile::build::BuildConfig {
         server_image: cli.run.server_image,
     };
+    let operator = async {
+        if !cli.run.leader.leader_elect {
+            metrics.leader.set(1);
+            return reconcile::run(client, cli.run.namespace, config, metrics, ready).await;
+        }
+        let mut elector = elector(&client, &cli.run.leader)?;
+        tokio::select! {
+            () = elector.acquire(|| ready.store(true, std::sync::atomic::Ordering::Relaxed)) => {}
+            () = shutdown_signal() => return Ok(()),
+        }
+        metrics.leader.set(1);
+        let result = tokio::select! {
+            result = reconcile::run(client, cli.run.namespace, config, metrics.clone(), ready) => result,
+            lost = elector.keep_leading() => Err(anyhow::anyhow!("lost leadership: {lost}")),
+        };
+        metrics.leader.set(0);
+        elector.release().await;
+        result
+    };
     tokio::select! {
         result = admin::serve(cli.run.admin_addr, admin_state) => result?,
-        result = reconcile::run(client, cli.run.namespace, config, metrics, ready) => result?,
+        result = operator => result?,
     }
     Ok(())
+}
+
+fn elector(client: &kube::Client, args: &LeaderArgs) -> anyhow::Result<leader::Elector> {
+    let timings = leader::Timings {
+        lease_duration: Duration::from_secs(args.leader_election_lease_duration),
+        renew_deadline: Duration::from_secs(args.leader_election_renew_deadline),
+        retry_period: Duration::from_secs(args.leader_election_retry_period),
+    };
+    timings.check().map_err(anyhow::Error::msg)?;
+    let namespace = args
+        .leader_election_namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    // Outside a pod: unique per process, so two local operators never share an identity.
+    let identity = args.leader_election_identity.clone().unwrap_or_else(|| {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "sconce".into());
+        format!("{host}-{}", std::process::id())
+    });
+    Ok(leader::Elector::new(
+        client.clone(),
+        &namespace,
+        &args.leader_election_lease,
+        &identity,
+        timings,
+    ))
+}
+
+/// SIGTERM (the kubelet stopping the pod) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
 }
 
 fn init_tracing(json: bool) {

@@ -5,6 +5,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -18,6 +19,8 @@ pub struct Metrics {
     pub reconciliations: Counter,
     pub errors: Family<ErrorLabels, Counter>,
     pub duration: Histogram,
+    /// 1 while this replica holds the leader Lease (or runs without leader election).
+    pub leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -41,11 +44,18 @@ impl Default for Metrics {
             "Time spent in one reconciliation",
             duration.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica reconciles (holds the leader Lease)",
+            leader.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             reconciliations,
             errors,
             duration,
+            leader,
         }
     }
 }
