@@ -105,9 +105,7 @@ pub fn decide(record: &Record, me: &str, changed_at: Instant, now: Instant) -> S
     match record.holder.as_deref() {
         None => Step::Take,
         Some(holder) if holder == me => Step::Renew,
-        Some(_) if now.saturating_duration_since(changed_at) >= record.lease_duration => {
-            Step::Take
-        }
+        Some(_) if now.saturating_duration_since(changed_at) >= record.lease_duration => Step::Take,
         Some(_) => Step::Wait,
     }
 }
@@ -180,7 +178,9 @@ pub struct Elector {
 /// The result of one look at the Lease.
 enum Attempt {
     Leading,
-    Standby { holder: Option<String> },
+    Standby {
+        holder: Option<String>,
+    },
     /// Someone wrote the Lease between our read and our write (409): look again.
     Conflict,
 }

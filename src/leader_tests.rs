@@ -21,7 +21,10 @@ fn a_free_lease_is_taken_and_our_own_renewed() {
     assert_eq!(decide(&record(Some("a"), 15, 3), "a", t0, t0), Step::Renew);
     // even long after the last change: it is ours
     let later = t0 + Duration::from_secs(60);
-    assert_eq!(decide(&record(Some("a"), 15, 3), "a", t0, later), Step::Renew);
+    assert_eq!(
+        decide(&record(Some("a"), 15, 3), "a", t0, later),
+        Step::Renew
+    );
 }
 
 #[test]
@@ -68,7 +71,12 @@ fn an_empty_holder_counts_as_none() {
 
 #[test]
 fn taking_from_another_counts_a_transition_and_sets_acquire_time() {
-    let spec = claimed(&record(Some("b"), 15, 2), "a", Duration::from_secs(15), ts(50));
+    let spec = claimed(
+        &record(Some("b"), 15, 2),
+        "a",
+        Duration::from_secs(15),
+        ts(50),
+    );
     assert_eq!(spec.holder_identity.as_deref(), Some("a"));
     assert_eq!(spec.lease_transitions, Some(3));
     assert_eq!(spec.lease_duration_seconds, Some(15));
@@ -81,7 +89,12 @@ fn taking_a_free_lease_keeps_the_count_and_renewing_keeps_acquire_time() {
     let free = claimed(&record(None, 1, 2), "a", Duration::from_secs(15), ts(50));
     assert_eq!(free.lease_transitions, Some(2));
     assert!(free.acquire_time.is_some());
-    let renewed = claimed(&record(Some("a"), 15, 2), "a", Duration::from_secs(15), ts(60));
+    let renewed = claimed(
+        &record(Some("a"), 15, 2),
+        "a",
+        Duration::from_secs(15),
+        ts(60),
+    );
     assert_eq!(renewed.lease_transitions, Some(2));
     assert_eq!(renewed.acquire_time.map(|t| t.0), Some(ts(7)), "kept");
     assert_eq!(renewed.renew_time.map(|t| t.0), Some(ts(60)));

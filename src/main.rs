@@ -53,7 +53,11 @@ struct LeaderArgs {
     #[arg(long, env = "SCONCE_LEADER_ELECTION_NAMESPACE")]
     leader_election_namespace: Option<String>,
     /// Name of the Lease.
-    #[arg(long, env = "SCONCE_LEADER_ELECTION_LEASE", default_value = "sconce-operator")]
+    #[arg(
+        long,
+        env = "SCONCE_LEADER_ELECTION_LEASE",
+        default_value = "sconce-operator"
+    )]
     leader_election_lease: String,
     /// This replica's identity in the Lease (default: the pod's name, from POD_NAME).
     #[arg(long, env = "POD_NAME")]
@@ -85,32 +89,54 @@ async fn main() -> anyhow::Result<()> {
         ready: ready.clone(),
     };
     let config = reconcile::build::BuildConfig {
-        server_image: cli.run.server_image,
+        server_image: cli.run.server_image.clone(),
     };
-    let operator = async {
-        if !cli.run.leader.leader_elect {
-            metrics.leader.set(1);
-            return reconcile::run(client, cli.run.namespace, config, metrics, ready).await;
-        }
-        let mut elector = elector(&client, &cli.run.leader)?;
-        tokio::select! {
-            () = elector.acquire(|| ready.store(true, std::sync::atomic::Ordering::Relaxed)) => {}
-            () = shutdown_signal() => return Ok(()),
-        }
-        metrics.leader.set(1);
-        let result = tokio::select! {
-            result = reconcile::run(client, cli.run.namespace, config, metrics.clone(), ready) => result,
-            lost = elector.keep_leading() => Err(anyhow::anyhow!("lost leadership: {lost}")),
-        };
-        metrics.leader.set(0);
-        elector.release().await;
-        result
-    };
+    let admin_addr = cli.run.admin_addr;
     tokio::select! {
-        result = admin::serve(cli.run.admin_addr, admin_state) => result?,
-        result = operator => result?,
+        result = admin::serve(admin_addr, admin_state) => result?,
+        result = operate(client, cli.run, config, metrics, ready) => result?,
     }
     Ok(())
+}
+
+/// Reconcile until SIGTERM: at once, or with `--leader-elect` only while holding the Lease
+/// (released on the way out, so a standby takes over within its retry period).
+async fn operate(
+    client: kube::Client,
+    run: RunArgs,
+    config: reconcile::build::BuildConfig,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    // Dropping the controller mid-reconcile is safe: every write is one idempotent request.
+    let controller = reconcile::run(
+        client.clone(),
+        run.namespace,
+        config,
+        metrics.clone(),
+        ready.clone(),
+    );
+    if !run.leader.leader_elect {
+        metrics.leader.set(1);
+        return tokio::select! {
+            result = controller => result,
+            () = shutdown_signal() => Ok(()),
+        };
+    }
+    let mut elector = elector(&client, &run.leader)?;
+    tokio::select! {
+        () = elector.acquire(|| ready.store(true, std::sync::atomic::Ordering::Relaxed)) => {}
+        () = shutdown_signal() => return Ok(()),
+    }
+    metrics.leader.set(1);
+    let result = tokio::select! {
+        result = controller => result,
+        lost = elector.keep_leading() => Err(anyhow::anyhow!("lost leadership: {lost}")),
+        () = shutdown_signal() => Ok(()),
+    };
+    metrics.leader.set(0);
+    elector.release().await;
+    result
 }
 
 fn elector(client: &kube::Client, args: &LeaderArgs) -> anyhow::Result<leader::Elector> {
