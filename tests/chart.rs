@@ -502,3 +502,54 @@ async fn cluster_wide_rbac_is_the_same_least_privilege() {
     delete_namespace(&client, &elsewhere).await;
     delete_namespace(&client, &system).await;
 }
+
+/// Every key of `used` exists in `defined` (values.yaml): an example never sets a value the
+/// chart ignores.
+fn unknown_keys(used: &serde_yaml::Value, defined: &serde_yaml::Value, path: &str) -> Vec<String> {
+    let (Some(used), Some(defined)) = (used.as_mapping(), defined.as_mapping()) else {
+        return Vec::new();
+    };
+    used.iter()
+        .flat_map(|(k, v)| {
+            let key = format!("{path}.{}", k.as_str().unwrap_or("?"));
+            match defined.get(k) {
+                None => vec![key],
+                Some(d) => unknown_keys(v, d, &key),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn flux_example_installs_this_chart_with_values_it_has() {
+    let defined: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(chart().join("values.yaml")).expect("values"),
+    )
+    .expect("values.yaml parses");
+    let text = std::fs::read_to_string(repo_root().join("gitops/flux/sconce.yaml")).expect("flux");
+    let release = serde_yaml::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).expect("a YAML document"))
+        .find(|d: &serde_yaml::Value| d["kind"] == "HelmRelease")
+        .expect("a HelmRelease");
+    let chart_path = release["spec"]["chart"]["spec"]["chart"]
+        .as_str()
+        .expect("chart path");
+    assert!(
+        repo_root().join(chart_path).join("Chart.yaml").exists(),
+        "{chart_path}"
+    );
+    let unknown = unknown_keys(&release["spec"]["values"], &defined, "values");
+    assert!(
+        unknown.is_empty(),
+        "not in charts/sconce/values.yaml: {unknown:?}"
+    );
+    let models =
+        std::fs::read_to_string(repo_root().join("gitops/flux/models.yaml")).expect("flux");
+    let kinds: Vec<String> = serde_yaml::Deserializer::from_str(&models)
+        .map(|d| {
+            let v: serde_yaml::Value = serde::Deserialize::deserialize(d).expect("a YAML document");
+            v["kind"].as_str().unwrap_or_default().to_string()
+        })
+        .collect();
+    assert_eq!(kinds, ["GitRepository", "Namespace", "Kustomization"]);
+}
