@@ -107,6 +107,8 @@ async fn main() -> Result<()> {
                 runtime: None,
                 rollout: None,
                 traffic: None,
+                auth: None,
+                network_policy: None,
             },
         );
         let started = Instant::now();

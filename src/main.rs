@@ -40,6 +40,14 @@ struct RunArgs {
     log_json: bool,
     #[command(flatten)]
     leader: LeaderArgs,
+    /// Namespace of the operator's own pods (in-cluster: from POD_NAMESPACE). With
+    /// --operator-pod-labels, a ModelDeployment's spec.networkPolicy lets these pods in, so
+    /// canary analysis can read the serving pods' /metrics.
+    #[arg(long, env = "POD_NAMESPACE")]
+    operator_namespace: Option<String>,
+    /// Labels of the operator's own pods, `k=v,k=v`.
+    #[arg(long, env = "SCONCE_OPERATOR_POD_LABELS")]
+    operator_pod_labels: Option<String>,
 }
 
 /// Several replicas: one leads (reconciles), the others stand by.
@@ -90,6 +98,14 @@ async fn main() -> anyhow::Result<()> {
     };
     let config = reconcile::build::BuildConfig {
         server_image: cli.run.server_image.clone(),
+        scraper: match (&cli.run.operator_namespace, &cli.run.operator_pod_labels) {
+            (Some(ns), Some(labels)) => Some(
+                reconcile::build::ScraperPeer::parse(ns, labels).ok_or_else(|| {
+                    anyhow::anyhow!("--operator-pod-labels {labels:?}: expected k=v,k=v")
+                })?,
+            ),
+            _ => None,
+        },
     };
     let admin_addr = cli.run.admin_addr;
     tokio::select! {

@@ -5,6 +5,7 @@ mod canary;
 mod children;
 mod controller;
 pub mod events;
+mod network_policy;
 pub mod observe;
 pub mod pods;
 pub mod scrape;

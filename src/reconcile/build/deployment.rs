@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{BuildConfig, DEFAULT_PORT, labels};
+use super::{BuildConfig, DEFAULT_PORT, auth, labels};
 use crate::crd::{ModelDeployment, ModelFormat};
 use crate::reconcile::validate::{ModelSource, ValidModel};
 
@@ -90,7 +90,7 @@ pub fn deployment(
     };
 
     let pod_labels = labels::pod_labels(model);
-    Deployment {
+    let mut deployment = Deployment {
         metadata: ObjectMeta {
             name: Some(model.deployment_name.clone()),
             namespace: Some(model.namespace.clone()),
@@ -131,7 +131,9 @@ pub fn deployment(
             ..Default::default()
         },
         ..Default::default()
-    }
+    };
+    auth::mount_api_key(&mut deployment, md.spec.auth.as_ref());
+    deployment
 }
 
 fn http_probe(path: &str, period_seconds: i32, failure_threshold: i32) -> Probe {

@@ -1,13 +1,17 @@
 //! Pure builders: validated spec -> typed Kubernetes objects. No client, no I/O.
+mod auth;
 mod deployment;
 mod labels;
+mod network_policy;
 mod service;
 
+pub use auth::api_key_path;
 pub use deployment::{MODEL_MOUNT_PATH, deployment};
 pub use labels::{
     INSTANCE_LABEL, MANAGED_BY, VERSION_LABEL, pod_labels, pod_selector, selector_string,
     service_selector,
 };
+pub use network_policy::{NAMESPACE_NAME_LABEL, ScraperPeer, network_policy};
 pub use service::{service, version_service};
 
 /// Operator-wide settings the builders need.
@@ -15,6 +19,8 @@ pub use service::{service, version_service};
 pub struct BuildConfig {
     /// Default inference server image when `spec.runtime.image` is unset.
     pub server_image: String,
+    /// The operator's own pods, let in by `spec.networkPolicy` (None outside a cluster).
+    pub scraper: Option<ScraperPeer>,
 }
 
 /// Default container port of the inference server.
@@ -22,5 +28,7 @@ pub const DEFAULT_PORT: i32 = 8080;
 /// Port the Service exposes.
 pub const SERVICE_PORT: i32 = 80;
 
+#[cfg(test)]
+mod security_tests;
 #[cfg(test)]
 mod tests;
