@@ -17,7 +17,9 @@ use common::*;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, ListParams};
 use sconce::crd::ModelDeployment;
 use serde_json::{Value, json};
@@ -306,6 +308,51 @@ async fn helm_installs_an_in_cluster_operator_with_least_privilege_that_serves_a
     {
         check_container_restrictions(&pod);
     }
+
+    // spec.networkPolicy lets the chart's operator pods in (they scrape the serving pods)
+    kubectl_ok(
+        &[
+            "patch",
+            "-n",
+            &models,
+            "mdep/mnist",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"networkPolicy":{"allowFrom":[{"podSelector":{"matchLabels":{"role":"client"}}}]}}}"#,
+        ],
+        None,
+    );
+    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &models);
+    let from = wait_until(WAIT, "the NetworkPolicy", || async {
+        let policy = policies.get_opt("mnist").await.ok()??;
+        policy.spec?.ingress?.first()?.from.clone()
+    })
+    .await;
+    assert_eq!(from.len(), 2, "{from:?}");
+    let operator_peer = &from[1];
+    let selector =
+        |s: &Option<LabelSelector>| s.clone().and_then(|s| s.match_labels).unwrap_or_default();
+    assert_eq!(
+        selector(&operator_peer.namespace_selector).get("kubernetes.io/metadata.name"),
+        Some(&system)
+    );
+    assert_eq!(
+        selector(&operator_peer.pod_selector),
+        running[0]
+            .metadata
+            .labels
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(k, _)| [
+                "app.kubernetes.io/name",
+                "app.kubernetes.io/instance",
+                "app.kubernetes.io/component"
+            ]
+            .contains(&k.as_str()))
+            .collect::<BTreeMap<_, _>>(),
+        "the operator's own pods"
+    );
 
     // --- least privilege: exactly the chart's rules, only where it works -------------------------
     let sa = format!("system:serviceaccount:{system}:sconce");

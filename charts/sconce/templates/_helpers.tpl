@@ -45,3 +45,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "sconce.leaseName" -}}
 {{- include "sconce.fullname" . }}
 {{- end }}
+
+{{/* The selector labels as k=v,k=v (the operator lets its own pods into NetworkPolicies). */}}
+{{- define "sconce.selectorString" -}}
+{{- $pairs := list }}
+{{- range $k, $v := (include "sconce.selectorLabels" . | fromYaml) }}
+{{- $pairs = append $pairs (printf "%s=%s" $k $v) }}
+{{- end }}
+{{- join "," $pairs }}
+{{- end }}
