@@ -16,7 +16,7 @@ use common::node::{check_container_restrictions, check_restricted_process};
 use common::*;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Pod, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -198,6 +198,20 @@ fn check_rules(rows: &BTreeMap<String, String>, extra: &[(&str, &str)], matrix: 
     );
 }
 
+/// `kubectl scale mdep/mnist` and wait until that many replicas serve.
+async fn scale(client: &kube::Client, ns: &str, replicas: i32, what: &str) {
+    let count = format!("--replicas={replicas}");
+    kubectl_ok(&["scale", "-n", ns, "mdep/mnist", &count], None);
+    wait_status(client, ns, "mnist", WAIT, what, |md| {
+        has_condition(md, "Ready", "True", "Available")
+            && md
+                .status
+                .as_ref()
+                .is_some_and(|s| s.ready_replicas == replicas)
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helm_installs_an_in_cluster_operator_with_least_privilege_that_serves_and_fails_over() {
     install_crd();
@@ -276,14 +290,7 @@ async fn helm_installs_an_in_cluster_operator_with_least_privilege_that_serves_a
         has_condition(md, "Ready", "True", "Available")
     })
     .await;
-    let services: Api<Service> = Api::namespaced(client.clone(), &models);
-    let cluster_ip = services
-        .get("mnist")
-        .await
-        .expect("Service")
-        .spec
-        .and_then(|s| s.cluster_ip)
-        .expect("ClusterIP");
+    let cluster_ip = cluster_ip(&client, &models, "mnist").await;
     let predict = || async {
         let body = json!({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 1000],
                                       "data": vec![0.5f32; 1000]}]});
@@ -410,22 +417,7 @@ async fn helm_installs_an_in_cluster_operator_with_least_privilege_that_serves_a
         "the leader's replacement pod"
     };
     // the new leader reconciles: a scale is carried out
-    kubectl_ok(
-        &["scale", "-n", &models, "mdep/mnist", "--replicas=1"],
-        None,
-    );
-    wait_status(
-        &client,
-        &models,
-        "mnist",
-        WAIT,
-        "scaled to 1 by the new leader",
-        |md| {
-            has_condition(md, "Ready", "True", "Available")
-                && md.status.as_ref().is_some_and(|s| s.ready_replicas == 1)
-        },
-    )
-    .await;
+    scale(&client, &models, 1, "scaled to 1 by the new leader").await;
     let reconciling = started.elapsed();
     println!(
         "leader failover: Lease taken over by {by} ({new_leader}) {takeover:.2?} after the \
@@ -469,22 +461,7 @@ async fn helm_installs_an_in_cluster_operator_with_least_privilege_that_serves_a
         .and_then(|e| e.value);
     assert_eq!(rust_log.as_deref(), Some("debug,kube=warn"));
     // the upgraded replicas lead and reconcile
-    kubectl_ok(
-        &["scale", "-n", &models, "mdep/mnist", "--replicas=2"],
-        None,
-    );
-    wait_status(
-        &client,
-        &models,
-        "mnist",
-        WAIT,
-        "scaled to 2 after the upgrade",
-        |md| {
-            has_condition(md, "Ready", "True", "Available")
-                && md.status.as_ref().is_some_and(|s| s.ready_replicas == 2)
-        },
-    )
-    .await;
+    scale(&client, &models, 2, "scaled to 2 after the upgrade").await;
 
     // --- uninstall: the operator and its RBAC go; CRD and models stay ---------------------------
     let uninstalled = helm("uninstall", release, &system, &json!({}));

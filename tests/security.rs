@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use common::node::{container_id, container_pid};
 use common::*;
-use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, ListParams, PostParams};
@@ -79,14 +79,7 @@ async fn api_keys_come_from_a_secret_file_and_guard_the_service() {
     })
     .await;
 
-    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
-    let ip = services
-        .get("guarded")
-        .await
-        .expect("Service")
-        .spec
-        .and_then(|s| s.cluster_ip)
-        .expect("ClusterIP");
+    let ip = cluster_ip(&client, &ns, "guarded").await;
     let base = format!("http://{ip}");
     wait_until(WAIT, "the key accepted through the Service", || async {
         (post_infer(&base, Some(KEY)).await == 200).then_some(())

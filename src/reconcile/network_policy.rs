@@ -4,7 +4,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::runtime::reflector::ObjectRef;
 
-use super::build::{self, DEFAULT_PORT};
+use super::build;
 use super::children::{Refusal, apply_child};
 use super::validate::ValidModel;
 use super::{Context, apply, observe};
@@ -27,12 +27,7 @@ pub async fn sync(
         }
         return Ok(None);
     };
-    let port = md
-        .spec
-        .runtime
-        .as_ref()
-        .and_then(|r| r.port)
-        .unwrap_or(DEFAULT_PORT);
+    let port = build::server_port(md);
     let uid = owner.uid.clone();
     let policy = build::network_policy(model, spec, ctx.config.scraper.as_ref(), port, owner);
     let applied = apply_child(

@@ -25,6 +25,15 @@ pub struct BuildConfig {
 
 /// Default container port of the inference server.
 pub const DEFAULT_PORT: i32 = 8080;
+/// The port the server listens on in the pod.
+pub fn server_port(md: &crate::crd::ModelDeployment) -> i32 {
+    md.spec
+        .runtime
+        .as_ref()
+        .and_then(|r| r.port)
+        .unwrap_or(DEFAULT_PORT)
+}
+
 /// Port the Service exposes.
 pub const SERVICE_PORT: i32 = 80;
 

@@ -109,17 +109,11 @@ fn policy(
     let md = fixture(extra);
     let model = validate(&md).expect("valid");
     let spec = md.spec.network_policy.clone().expect("networkPolicy");
-    let port = md
-        .spec
-        .runtime
-        .as_ref()
-        .and_then(|r| r.port)
-        .unwrap_or(DEFAULT_PORT);
     network_policy(
         &model,
         &spec,
         scraper,
-        port,
+        server_port(&md),
         md.controller_owner_ref(&()).expect("uid"),
     )
 }
