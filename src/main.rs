@@ -5,6 +5,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use k8s_openapi::api::core::v1::ResourceRequirements;
 use sconce::{admin, crd, leader, metrics::Metrics, reconcile};
 
 #[derive(Parser)]
@@ -32,6 +33,10 @@ struct RunArgs {
     /// Inference server image used when a ModelDeployment does not set spec.runtime.image.
     #[arg(long, env = "SCONCE_SERVER_IMAGE", default_value = concat!("ghcr.io/sconce-dev/sconce-server:", env!("CARGO_PKG_VERSION")))]
     server_image: String,
+    /// Requests and limits (JSON, as in `spec.runtime.resources`) of serving pods whose
+    /// ModelDeployment sets none, e.g. `{"requests":{"cpu":"100m"},"limits":{"memory":"2Gi"}}`.
+    #[arg(long, env = "SCONCE_SERVER_DEFAULT_RESOURCES", value_parser = parse_resources)]
+    server_default_resources: Option<ResourceRequirements>,
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "SCONCE_NAMESPACE")]
     namespace: Option<String>,
@@ -106,6 +111,7 @@ async fn main() -> anyhow::Result<()> {
             ),
             _ => None,
         },
+        default_resources: cli.run.server_default_resources.clone(),
     };
     let admin_addr = cli.run.admin_addr;
     tokio::select! {
@@ -153,6 +159,14 @@ async fn operate(
     metrics.leader.set(0);
     elector.release().await;
     result
+}
+
+/// `--server-default-resources`: JSON that Kubernetes would accept as a container's resources.
+fn parse_resources(text: &str) -> Result<ResourceRequirements, String> {
+    let resources: ResourceRequirements =
+        serde_json::from_str(text).map_err(|e| format!("not resources JSON: {e}"))?;
+    reconcile::validate::check_resources(&resources).map_err(|e| e.to_string())?;
+    Ok(resources)
 }
 
 fn elector(client: &kube::Client, args: &LeaderArgs) -> anyhow::Result<leader::Elector> {

@@ -12,7 +12,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::node::{check_container_restrictions, check_restricted_process};
+use common::node::{cgroup_value, check_container_restrictions, check_restricted_process};
 use common::*;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -315,6 +315,36 @@ async fn helm_installs_an_in_cluster_operator_with_least_privilege_that_serves_a
     {
         check_container_restrictions(&pod);
     }
+
+    // a ModelDeployment without resources gets the chart's server.resources (2Gi memory limit)
+    let bare = example("mnist.yaml", None)
+        .replacen("name: mnist\n", "name: bare\n", 1)
+        .replace("replicas: 2", "replicas: 1");
+    let bare = bare
+        .split("    resources:")
+        .next()
+        .expect("the example without its resources")
+        .to_string();
+    kubectl_ok(&["apply", "-n", &models, "-f", "-"], Some(&bare));
+    wait_status(&client, &models, "bare", WAIT, "bare Ready", |md| {
+        has_condition(md, "Ready", "True", "Available")
+    })
+    .await;
+    let bare_pod = server_pods
+        .list(&ListParams::default().labels("sconce.dev/model-deployment=bare"))
+        .await
+        .expect("pods")
+        .items
+        .into_iter()
+        .next()
+        .expect("a bare pod");
+    let pid = check_restricted_process(&bare_pod, "server");
+    assert_eq!(
+        cgroup_value(pid, "memory", "memory.limit_in_bytes").as_deref(),
+        Some("2147483648"),
+        "the chart's default memory limit reached the cgroup"
+    );
+    kubectl_ok(&["delete", "-n", &models, "mdep/bare"], None);
 
     // spec.networkPolicy lets the chart's operator pods in (they scrape the serving pods)
     kubectl_ok(

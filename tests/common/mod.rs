@@ -185,7 +185,7 @@ impl Operator {
         let metrics = Arc::new(Metrics::default());
         let config = reconcile::build::BuildConfig {
             server_image: TEST_SERVER_IMAGE.into(),
-            scraper: None,
+            ..Default::default()
         };
         let (c, ns, m) = (client.clone(), namespace.to_string(), metrics.clone());
         let handle = tokio::spawn(async move {

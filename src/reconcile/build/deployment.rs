@@ -61,7 +61,9 @@ pub fn deployment(
             ..Default::default()
         }]),
         env: (!runtime.env.is_empty()).then_some(runtime.env),
-        resources: runtime.resources,
+        resources: runtime
+            .resources
+            .or_else(|| config.default_resources.clone()),
         // Language models can take minutes to fetch and load: liveness and readiness wait for
         // the model, and a load that never finishes (10 min) restarts the container.
         startup_probe: (model.format == ModelFormat::Gguf)

@@ -15,12 +15,15 @@ pub use network_policy::{NAMESPACE_NAME_LABEL, ScraperPeer, network_policy};
 pub use service::{service, version_service};
 
 /// Operator-wide settings the builders need.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct BuildConfig {
     /// Default inference server image when `spec.runtime.image` is unset.
     pub server_image: String,
     /// The operator's own pods, let in by `spec.networkPolicy` (None outside a cluster).
     pub scraper: Option<ScraperPeer>,
+    /// Requests and limits of serving pods whose ModelDeployment sets no
+    /// `spec.runtime.resources`.
+    pub default_resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
 }
 
 /// Default container port of the inference server.

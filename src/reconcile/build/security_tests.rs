@@ -17,7 +17,7 @@ fn fixture(extra: &str) -> ModelDeployment {
 fn config() -> BuildConfig {
     BuildConfig {
         server_image: "img".into(),
-        scraper: None,
+        ..Default::default()
     }
 }
 
@@ -216,4 +216,36 @@ fn operator_pod_labels_parse_or_are_refused() {
     assert_eq!(ScraperPeer::parse("ns", ""), None);
     assert_eq!(ScraperPeer::parse("ns", "novalue"), None);
     assert_eq!(ScraperPeer::parse("", "a=1"), None);
+}
+
+/// Pods without `spec.runtime.resources` get the operator's defaults (bounded by default);
+/// a ModelDeployment's own resources win whole (no merge: half of each would surprise).
+#[test]
+fn default_resources_apply_only_when_the_spec_has_none() {
+    use k8s_openapi::api::core::v1::ResourceRequirements;
+    use kube::Resource;
+    let defaults: ResourceRequirements =
+        serde_json::from_str(r#"{"requests":{"cpu":"100m"},"limits":{"memory":"2Gi"}}"#)
+            .expect("resources");
+    let config = BuildConfig {
+        default_resources: Some(defaults.clone()),
+        ..config()
+    };
+    let resources_of = |md: &ModelDeployment| {
+        let model = validate(md).expect("valid");
+        let owner = md.controller_owner_ref(&()).expect("uid");
+        let d = deployment(md, &model, &config, owner, 1);
+        d.spec.template.spec.expect("pod").containers[0]
+            .resources
+            .clone()
+    };
+    assert_eq!(resources_of(&fixture("")), Some(defaults));
+    let own = resources_of(&fixture(
+        "  runtime: {resources: {limits: {memory: 512Mi}}}\n",
+    ))
+    .expect("resources");
+    assert_eq!(
+        serde_json::to_value(&own).expect("json"),
+        serde_json::json!({"limits": {"memory": "512Mi"}})
+    );
 }
