@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# Installs the official `openai` Python client (and its dependencies) into a pip --target cache
-# and prints the directory to put on PYTHONPATH. Used by server/tests/openai_client.rs.
+# Installs the official `openai` Python client (pinned) into a cached venv and prints the venv's
+# python. The server tests drive the embeddings, models, chat and completions routes through
+# it (server/tests/openai_client.rs), on loopback only.
 #
-#   SCONCE_PIP_CACHE   cache root (default ~/.cache/sconce/pip); the client goes to <root>-openai
+#   SCONCE_CACHE   cache directory (default ~/.cache/sconce)
 set -euo pipefail
 
-dir="${SCONCE_PIP_CACHE:-$HOME/.cache/sconce/pip}-openai"
 version="3.57.0"
-if [ ! -f "$dir/.openai-$version" ]; then
-  rm -rf "$dir"
-  mkdir -p "$dir"
-  python3 -m pip install --quiet --disable-pip-version-check --target "$dir" "openai==$version" >&2
-  touch "$dir/.openai-$version"
+venv="${SCONCE_CACHE:-$HOME/.cache/sconce}/openai-venv"
+stamp="$venv/.openai-$version"
+if [ ! -f "$stamp" ]; then
+  rm -rf "$venv"
+  python3 -m venv "$venv" >&2
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "openai==$version" >&2
+  touch "$stamp"
 fi
-echo "$dir"
+"$venv/bin/python" -c 'import openai' >&2
+echo "$venv/bin/python"

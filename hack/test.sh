@@ -45,8 +45,8 @@ fi
 if [ -f hack/fetch-smollm2.sh ] && [ -z "${SCONCE_SMOLLM2_DIR:-}" ]; then
   SCONCE_SMOLLM2_DIR=$(bash hack/fetch-smollm2.sh | tail -1); export SCONCE_SMOLLM2_DIR
 fi
-if [ -f hack/fetch-openai.sh ] && [ -z "${SCONCE_OPENAI_PYTHONPATH:-}" ]; then
-  SCONCE_OPENAI_PYTHONPATH=$(bash hack/fetch-openai.sh | tail -1); export SCONCE_OPENAI_PYTHONPATH
+if [ -f hack/fetch-openai.sh ] && [ -z "${SCONCE_OPENAI_PYTHON:-}" ]; then
+  SCONCE_OPENAI_PYTHON=$(bash hack/fetch-openai.sh | tail -1); export SCONCE_OPENAI_PYTHON
 fi
 if [ -f hack/fetch-helm.sh ] && [ -z "${SCONCE_HELM_PYTHONPATH:-}" ]; then
   SCONCE_HELM_PYTHONPATH=$(bash hack/fetch-helm.sh | tail -1); export SCONCE_HELM_PYTHONPATH

@@ -92,7 +92,7 @@ async fn model_deployment_serves_real_predictions_on_a_real_node_and_heals() {
     sconce_devtools::testing::make_world_readable(work.path()).expect("chmod");
 
     let _operator = OperatorProcess(
-        Command::new(env!("CARGO_BIN_EXE_sconce"))
+        Command::new(operator_binary())
             .args(["--namespace", &ns, "--admin-addr", "127.0.0.1:0"])
             .args(["--server-image", TEST_SERVER_IMAGE])
             .env("KUBECONFIG", kubeconfig())

@@ -90,8 +90,20 @@ fn main() -> anyhow::Result<()> {
     let addr: SocketAddr = format!("{}:{}", args.host, args.port).parse()?;
     sconce_server::runtime(1)?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr).await?;
-        let header_timeout = std::time::Duration::from_secs(30);
-        sconce_server::serve::serve(listener, app, header_timeout, std::future::pending()).await;
+        let cfg = sconce_server::serve::ServeConfig {
+            header_timeout: std::time::Duration::from_secs(30),
+            drain: std::time::Duration::ZERO,
+        };
+        let never = std::future::pending::<()>;
+        sconce_server::serve::serve(
+            listener,
+            app,
+            cfg,
+            std::sync::Arc::new(()),
+            never(),
+            never(),
+        )
+        .await;
         Ok(())
     })
 }

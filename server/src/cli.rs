@@ -121,7 +121,34 @@ pub struct Args {
     #[arg(long, env = "SCONCE_QUEUE_TIMEOUT_MS", default_value_t = 30_000)]
     pub queue_timeout_ms: u64,
 
+    /// On SIGTERM / SIGINT: how long to keep serving before closing, with readiness failing
+    /// (503) and every answer carrying `Connection: close`, so that clients still sending here
+    /// while load balancers catch up are answered (fractions allowed; 0 stops at once). The
+    /// operator sets it from the pod's termination grace period. A second signal ends it early.
+    #[arg(long, env = "SCONCE_DRAIN_SECONDS", default_value_t = 5.0, value_parser = parse_seconds)]
+    pub drain_seconds: f64,
+
     /// File holding a bearer token; when set, every route but health and metrics needs it.
     #[arg(long, env = "SCONCE_API_KEY_FILE")]
     pub api_key_file: Option<PathBuf>,
+}
+
+/// A non-negative, finite number of seconds.
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if (0.0..1e9).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a number of seconds (0 or more)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn seconds() {
+        assert_eq!(super::parse_seconds("2.5"), Ok(2.5));
+        assert_eq!(super::parse_seconds("0"), Ok(0.0));
+        for bad in ["-1", "inf", "NaN", "x", ""] {
+            assert!(super::parse_seconds(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -10,24 +10,24 @@ pub mod metrics;
 pub mod model;
 pub mod serve;
 pub mod shutdown;
+pub mod stats;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 pub use cli::{Args, Format};
 
 use crate::engine::generate::GenerateConfig;
 use crate::engine::{BatchConfig, Engine};
 use crate::http::{AppState, Loaded, SharedState};
-use crate::metrics::Metrics;
 use crate::model::Model;
+use crate::serve::ServeConfig;
 
 /// A bound, not yet serving server.
 pub struct Server {
@@ -58,15 +58,13 @@ pub async fn bind(args: Args) -> anyhow::Result<Server> {
         .with_context(|| format!("binding {}:{}", args.host, args.port))?;
     let addr = listener.local_addr()?;
     tracing::info!("listening on http://{addr}");
-    let state = Arc::new(AppState {
-        model_name: args.model_name.clone(),
-        loaded: OnceLock::new(),
-        metrics: Metrics::new(&args.model_name),
-        limiter: Arc::new(Semaphore::new(args.max_concurrency as usize)),
+    let state = Arc::new(AppState::new(
+        args.model_name.clone(),
+        args.max_concurrency as usize,
+        args.max_body_bytes,
+        Duration::from_millis(args.body_timeout_ms),
         api_key,
-        max_body_bytes: args.max_body_bytes,
-        body_timeout: Duration::from_millis(args.body_timeout_ms),
-    });
+    ));
     Ok(Server {
         listener,
         state,
@@ -79,18 +77,23 @@ impl Server {
         self.listener.local_addr()
     }
 
-    /// Loads the model in the background and serves until `shutdown` resolves (then finishes
-    /// in-flight requests) or loading fails (an error: the server refuses to start).
+    /// Loads the model in the background and serves until `shutdown` resolves, then drains for
+    /// `--drain-seconds` (not ready, still answering; `hurry` cuts it short) and finishes
+    /// in-flight requests; or until loading fails (an error: the server refuses to start).
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
+        hurry: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let Server {
             listener,
             state,
             args,
         } = self;
-        let header_timeout = Duration::from_millis(args.header_timeout_ms);
+        let cfg = ServeConfig {
+            header_timeout: Duration::from_millis(args.header_timeout_ms),
+            drain: Duration::from_secs_f64(args.drain_seconds),
+        };
         let failure: Arc<Mutex<Option<anyhow::Error>>> = Arc::default();
         let (fail_tx, fail_rx) = tokio::sync::oneshot::channel::<()>();
         let loader = {
@@ -106,13 +109,15 @@ impl Server {
                 }
             })
         };
-        let stop = async move {
+        // A model that fails to load stops the server at once, without a drain.
+        let stop_now = async move {
             tokio::select! {
-                _ = shutdown => {}
                 Ok(()) = fail_rx => {}
+                () = hurry => {}
             }
         };
-        serve::serve(listener, http::router(state), header_timeout, stop).await;
+        let router = http::router(state.clone());
+        serve::serve(listener, router, cfg, state, shutdown, stop_now).await;
         loader.abort();
         if let Some(e) = failure.lock().ok().and_then(|mut s| s.take()) {
             return Err(e);
@@ -155,25 +160,43 @@ async fn load(args: &Args, state: &AppState) -> anyhow::Result<()> {
         queue_timeout: Duration::from_millis(args.queue_timeout_ms),
         queue_capacity: args.max_concurrency as usize,
     };
-    let engine =
-        Engine::start(model, cfg, generate, &state.metrics).context("starting the model thread")?;
+    let engine = Engine::start(model, cfg, generate, &state.metrics, state.stats.clone())
+        .context("starting the model thread")?;
     tracing::info!(
         model = %info.name,
         version = %info.version,
         format = format.as_str(),
         "model ready"
     );
-    if state.loaded.set(Loaded { info, engine }).is_err() {
+    let loaded = Loaded {
+        info,
+        engine,
+        batch: cfg,
+    };
+    if state.loaded.set(loaded).is_err() {
         anyhow::bail!("model loaded twice");
     }
     state.metrics.set_ready();
     Ok(())
 }
 
-/// Binds, then serves until SIGTERM / SIGINT.
+/// Binds, then serves until SIGTERM / SIGINT (a second one ends the drain early).
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let server = bind(args).await?;
-    server.run(shutdown::signal()).await
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown::signal().await;
+        let _ = first_tx.send(());
+    };
+    let hurry = async move {
+        if first_rx.await.is_ok() {
+            shutdown::signal().await;
+            tracing::info!("second signal: ending the drain");
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    server.run(shutdown, hurry).await
 }
 
 /// The tokio runtime for `threads` HTTP threads: current-thread for 1 (measured: fewer

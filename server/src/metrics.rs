@@ -8,6 +8,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::engine::generate::GenerationMetrics;
+use crate::serve::Rejection;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -20,6 +21,12 @@ pub struct RequestLabels {
 pub struct ProtocolLabels {
     pub model: String,
     pub protocol: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectionLabels {
+    pub model: String,
+    pub reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -49,6 +56,7 @@ pub struct Metrics {
     batch_duration: Family<ModelLabels, Histogram>,
     ready: Family<ModelLabels, Gauge>,
     generation: GenerationMetrics,
+    rejections: Family<RejectionLabels, Counter>,
 }
 
 impl Metrics {
@@ -65,6 +73,7 @@ impl Metrics {
         let batch_duration =
             Family::<ModelLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> _);
         let ready = Family::<ModelLabels, Gauge>::default();
+        let rejections = Family::<RejectionLabels, Counter>::default();
         registry.register(
             "sconce_requests",
             "Inference requests answered, by model, protocol (v2, v1, openai) and HTTP status code",
@@ -101,6 +110,12 @@ impl Metrics {
             ready.clone(),
         );
         let generation = GenerationMetrics::register(&mut registry, model);
+        registry.register(
+            "sconce_http_rejections",
+            "Requests refused before reaching a route, by reason (malformed_request, \
+             uri_too_long, headers_too_large, bad_path_encoding)",
+            rejections.clone(),
+        );
         let m = Metrics {
             registry,
             generation,
@@ -112,11 +127,15 @@ impl Metrics {
             batch_size,
             batch_duration,
             ready,
+            rejections,
         };
         // Make the series visible (at zero) from the first scrape.
         m.in_flight().set(0);
         m.queue_depth().set(0);
         m.ready.get_or_create(&m.model_labels()).set(0);
+        for why in Rejection::ALL {
+            let _ = m.rejections.get_or_create(&m.rejection_labels(why));
+        }
         m
     }
 
@@ -140,6 +159,20 @@ impl Metrics {
                 protocol,
             })
             .observe(seconds);
+    }
+
+    fn rejection_labels(&self, why: Rejection) -> RejectionLabels {
+        RejectionLabels {
+            model: self.model.clone(),
+            reason: why.reason(),
+        }
+    }
+
+    /// A request refused before routing.
+    pub fn record_rejection(&self, why: Rejection) {
+        self.rejections
+            .get_or_create(&self.rejection_labels(why))
+            .inc();
     }
 
     pub fn in_flight(&self) -> Gauge {
@@ -193,6 +226,7 @@ mod tests {
             "sconce_queue_depth{model=\"mlp\"} 0",
             "sconce_batch_size_bucket",
             "sconce_model_ready{model=\"mlp\"} 0",
+            "sconce_http_rejections_total{model=\"mlp\",reason=\"headers_too_large\"} 0",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }

@@ -2,11 +2,7 @@
 
 mod common;
 
-use std::sync::{Arc, OnceLock};
-
-use common::{Mlp, TestServer};
-use sconce_server::http::{AppState, router};
-use sconce_server::metrics::Metrics;
+use common::TestServer;
 use serde_json::json;
 
 fn req(rows: usize) -> serde_json::Value {
@@ -14,19 +10,7 @@ fn req(rows: usize) -> serde_json::Value {
 }
 
 async fn serve(extra: &[&str]) -> (TestServer, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    Mlp::random(1, 4, &[(3, "relu"), (2, "softmax")], false).write(dir.path(), None);
-    let d = dir.path().to_str().unwrap().to_string();
-    let mut flags = vec![
-        "--model-dir",
-        &d,
-        "--format",
-        "sequential",
-        "--model-name",
-        "mlp",
-    ];
-    flags.extend_from_slice(extra);
-    (TestServer::start_ready(&flags).await, dir)
+    common::serve_mlp(&common::small_mlp(), None, extra).await
 }
 
 fn assert_error(code: u16, body: &serde_json::Value, want: u16, contains: &str) {
@@ -38,6 +22,26 @@ fn assert_error(code: u16, body: &serde_json::Value, want: u16, contains: &str) 
         msg.contains(contains),
         "{msg:?} does not mention {contains:?}"
     );
+}
+
+/// OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
+fn assert_openai_error(
+    code: u16,
+    body: &serde_json::Value,
+    want: u16,
+    contains: &str,
+    param: &str,
+) {
+    assert_eq!(code, want, "{body}");
+    let msg = body["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error.message in {body}"));
+    assert!(
+        msg.contains(contains),
+        "{msg:?} does not mention {contains:?}"
+    );
+    assert_eq!(body["error"]["param"], param, "{body}");
+    assert!(body["error"]["type"].is_string(), "{body}");
 }
 
 #[tokio::test]
@@ -120,7 +124,7 @@ async fn bad_requests_are_400() {
         .await;
     assert_error(code, &resp, 400, "instances or inputs");
     let (code, resp) = s.post_json("/v1/embeddings", &json!({"input": "hi"})).await;
-    assert_error(code, &resp, 400, "not an embedding model");
+    assert_openai_error(code, &resp, 400, "not an embedding model", "model");
     // The server still works after all that.
     assert_eq!(s.post_json(url, &req(1)).await.0, 200);
     s.stop().await.unwrap();
@@ -153,7 +157,7 @@ async fn unknown_things_are_404() {
     let (code, body) = s
         .post_json("/v1/embeddings", &json!({"input": "hi", "model": "other"}))
         .await;
-    assert_error(code, &body, 404, "unknown model");
+    assert_openai_error(code, &body, 404, "unknown model", "model");
     s.stop().await.unwrap();
 }
 
@@ -294,19 +298,7 @@ async fn over_capacity_is_429() {
 
 #[tokio::test]
 async fn not_loaded_is_503() {
-    // A router whose model never loads.
-    let state = Arc::new(AppState {
-        model_name: "mlp".into(),
-        loaded: OnceLock::new(),
-        metrics: Metrics::new("mlp"),
-        limiter: Arc::new(tokio::sync::Semaphore::new(4)),
-        api_key: None,
-        max_body_bytes: 1 << 20,
-        body_timeout: std::time::Duration::from_secs(30),
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move { axum::serve(listener, router(state)).await });
+    let (addr, server) = common::unloaded_server().await;
     let client = reqwest::Client::new();
     let get = |p: &str| client.get(format!("http://{addr}{p}")).send();
     assert_eq!(get("/v2/health/live").await.unwrap().status(), 200);

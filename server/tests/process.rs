@@ -3,90 +3,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 use axum::extract::{Path as AxPath, State};
+use common::process::{MLP_ON_FREE_PORT, Proc};
 use common::{Mlp, Rng, TestServer, assert_close, floats};
 use serde_json::json;
-
-struct Proc {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    addr: String,
-}
-
-impl Proc {
-    fn spawn(args: &[&str], env: &[(&str, &str)]) -> Child {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sconce-server"));
-        cmd.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        cmd.spawn().unwrap()
-    }
-
-    /// Starts the binary and waits for `listening on http://...` and `model ready`.
-    fn start(args: &[&str], env: &[(&str, &str)]) -> Proc {
-        let mut child = Self::spawn(args, env);
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("server: {line}");
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut addr = None;
-        loop {
-            let line = lines
-                .recv_timeout(Duration::from_secs(60))
-                .expect("server log ended");
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                addr = Some(rest.split_whitespace().next().unwrap().to_string());
-            }
-            if line.contains("model ready") {
-                break;
-            }
-        }
-        Proc {
-            child,
-            lines,
-            addr: addr.expect("no listening line before model ready"),
-        }
-    }
-
-    fn sigterm(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Serve a `sequential` model as `mlp` on a free loopback port.
-const MLP_ON_FREE_PORT: [&str; 8] = [
-    "--format",
-    "sequential",
-    "--model-name",
-    "mlp",
-    "--host",
-    "127.0.0.1",
-    "--port",
-    "0",
-];
 
 fn infer_body(x: &[f32]) -> serde_json::Value {
     json!({"inputs": [{"name": "input", "shape": [1, x.len()], "datatype": "FP32", "data": x}]})
@@ -108,6 +31,8 @@ async fn sigterm_finishes_in_flight_requests() {
             ("SCONCE_PORT", "0"),
             ("SCONCE_MAX_BATCH_SIZE", "64"),
             ("SCONCE_MAX_BATCH_DELAY_MS", "2000"),
+            // A short drain (drain.rs tests it under load); fractions are allowed.
+            ("SCONCE_DRAIN_SECONDS", "0.2"),
         ],
     );
     let x = Rng::new(4).vec(8, 1.0);
@@ -183,7 +108,7 @@ async fn sha256_mismatch_refuses_to_start() {
     let cache = tempfile::tempdir().unwrap();
     Mlp::random(5, 8, &[(3, "softmax")], false).write(dir.path(), None);
     let uri = format!("file://{}", dir.path().display());
-    let out = Command::new(env!("CARGO_BIN_EXE_sconce-server"))
+    let out = Command::new(common::process::binary())
         .args([
             "--model-uri",
             &uri,

@@ -7,6 +7,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::{Client, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use crate::crd::{ModelDeployment, ModelDeploymentStatus};
 use crate::error::{Error, Result};
@@ -50,20 +51,48 @@ where
     Ok(api.patch(name, &params, &Patch::Apply(object)).await?)
 }
 
-#[derive(Serialize, Debug)]
-struct StatusPatch<'a> {
-    status: &'a ModelDeploymentStatus,
-}
-
-/// Merge-patch the status subresource (the conditions list is replaced whole).
+/// Merge-patch the status subresource from `current` to `desired`. Unset fields are skipped
+/// when serialising, so a plain merge patch of `desired` would leave a field that went away
+/// (a finished rollout's canaryVersion) in place: the patch sets those to null.
 pub async fn patch_status(
     api: &Api<ModelDeployment>,
     name: &str,
-    status: &ModelDeploymentStatus,
+    current: &ModelDeploymentStatus,
+    desired: &ModelDeploymentStatus,
 ) -> Result<()> {
-    let patch = Patch::Merge(StatusPatch { status });
+    let diff = merge_diff(
+        &serde_json::to_value(current)?,
+        &serde_json::to_value(desired)?,
+    );
+    let patch = Patch::Merge(serde_json::json!({ "status": diff }));
     api.patch_status(name, &manager_params(), &patch).await?;
     Ok(())
+}
+
+/// The JSON merge patch (RFC 7386) that turns `current` into `desired`: changed values, nested
+/// objects patched key by key, and null for keys `desired` lacks. Arrays are replaced whole.
+pub fn merge_diff(current: &Value, desired: &Value) -> Value {
+    match (current, desired) {
+        (Value::Object(old), Value::Object(new)) => {
+            let mut patch = serde_json::Map::new();
+            for (key, value) in new {
+                match old.get(key) {
+                    Some(before) if before == value => {}
+                    Some(before) => {
+                        patch.insert(key.clone(), merge_diff(before, value));
+                    }
+                    None => {
+                        patch.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+            for key in old.keys().filter(|k| !new.contains_key(*k)) {
+                patch.insert(key.clone(), Value::Null);
+            }
+            Value::Object(patch)
+        }
+        _ => desired.clone(),
+    }
 }
 
 /// Params for non-apply patches, so managedFields name Sconce instead of `unknown`.
@@ -106,5 +135,46 @@ where
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_diff;
+    use serde_json::json;
+
+    /// Applies a merge patch as RFC 7386 says, to check the diff against.
+    fn apply(target: &mut serde_json::Value, patch: &serde_json::Value) {
+        match (target.as_object_mut(), patch.as_object()) {
+            (Some(t), Some(p)) => {
+                for (k, v) in p {
+                    if v.is_null() {
+                        t.remove(k);
+                    } else {
+                        apply(t.entry(k.clone()).or_insert(json!({})), v);
+                    }
+                }
+            }
+            _ => *target = patch.clone(),
+        }
+    }
+
+    #[test]
+    fn the_diff_removes_what_went_away_and_keeps_what_stayed() {
+        let current = json!({"stableVersion": "1", "canaryVersion": "2", "canaryWeight": 50,
+            "rollout": {"currentStep": 1, "started": "t0"}, "history": [{"v": "1"}], "replicas": 2});
+        let desired = json!({"stableVersion": "2", "rollout": {"started": "t0", "endedGeneration": 3},
+            "history": [{"v": "2"}, {"v": "1"}], "replicas": 2});
+        let patch = merge_diff(&current, &desired);
+        assert_eq!(
+            patch,
+            json!({"stableVersion": "2", "canaryVersion": null, "canaryWeight": null,
+                "rollout": {"currentStep": null, "endedGeneration": 3},
+                "history": [{"v": "2"}, {"v": "1"}]})
+        );
+        let mut patched = current.clone();
+        apply(&mut patched, &patch);
+        assert_eq!(patched, desired);
+        assert_eq!(merge_diff(&desired, &desired), json!({}));
     }
 }

@@ -106,6 +106,33 @@ async fn reconcile_inner(md: &ModelDeployment, ctx: &Context) -> Result<Action> 
         .controller_owner_ref(&())
         .ok_or(Error::MissingObjectKey("uid"))?;
 
+    // An HTTPRoute that is missing or someone else's: report it, start nothing, delete nothing.
+    if let Some(route) = &model.rollout.http_route
+        && let Err(problem) =
+            traffic::sync_route(&ctx.client, &namespace, route, &model.instance, None).await?
+    {
+        let previous = md.status.clone().unwrap_or_default();
+        let serving = previous
+            .stable_version
+            .or(previous.current_version)
+            .unwrap_or_else(|| model.version.clone());
+        let stable = model.for_version(&serving);
+        let key =
+            kube::runtime::reflector::ObjectRef::new(&stable.deployment_name).within(&namespace);
+        let deployment = ctx.stores.deployments.get(&key);
+        let seen = status::Observation {
+            deployment: deployment.as_deref(),
+            apply_problem: Some(&problem),
+            ..Default::default()
+        };
+        let desired = status::valid_status(md, &stable, &seen, &now);
+        write_status(md, &api, desired, ctx, Vec::new()).await?;
+        return Err(Error::Refused {
+            problem,
+            permanent: false,
+        });
+    }
+
     // The spec's version: its pods' readiness (through the Service) drives a rollout's steps.
     let endpoints = children::endpoints(&ctx.stores, &model);
     let target_pods = children::pods_of_version(&ctx.stores, &model);
@@ -205,7 +232,7 @@ async fn write_status(
 ) -> Result<()> {
     let current = md.status.clone().unwrap_or_default();
     if current != desired {
-        apply::patch_status(api, &md.name_any(), &desired).await?;
+        apply::patch_status(api, &md.name_any(), &current, &desired).await?;
     }
     // A running rollout's progress and its end are told by the rollout's own events.
     let changes: Vec<Transition> = status::transitions(&current.conditions, &desired.conditions)

@@ -33,6 +33,18 @@ pub fn serving_endpoints<'a>(
     i32::try_from(serving).unwrap_or(i32::MAX)
 }
 
+/// Ready pods of a Deployment that run its current template, as its controller last reported
+/// (a scale it has not seen yet does not change them).
+pub fn deployment_ready(d: Option<&k8s_openapi::api::apps::v1::Deployment>) -> i32 {
+    let Some(status) = d.and_then(|d| d.status.as_ref()) else {
+        return 0;
+    };
+    status
+        .ready_replicas
+        .unwrap_or(0)
+        .min(status.updated_replicas.unwrap_or(0))
+}
+
 /// Some pod became ready less than `window` ago: the endpoints controller may not have added
 /// it to the Service yet, so missing endpoints are expected, not a fault.
 pub fn endpoints_may_lag<'a>(

@@ -58,7 +58,8 @@ impl Counters {
     }
 
     fn total(&self) -> f64 {
-        self.by_code.values().sum()
+        // an empty float sum is -0.0; + 0.0 makes it print as 0
+        self.by_code.values().sum::<f64>() + 0.0
     }
 
     /// What happened between `before` and `self`. A counter that went down means the server
@@ -139,7 +140,8 @@ impl Traffic {
             .iter()
             .filter(|(code, _)| **code >= 500 || (**code >= 400 && **code != 429))
             .map(|(_, v)| v)
-            .sum();
+            .sum::<f64>()
+            + 0.0;
         errors / total
     }
 

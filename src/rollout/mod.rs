@@ -340,6 +340,12 @@ impl<'a> Machine<'a> {
                             self.status.rollout_phase = Some(RolloutPhase::Progressing);
                             return self.wait_for_ready(&canary, needed, in_step);
                         }
+                        // With an analysis, the weight rises only after the canary passed an
+                        // interval at this one: no traffic (inconclusive) is no evidence.
+                        if input.plan.analysis.is_some() && !self.passed_in_step() {
+                            self.status.rollout_phase = Some(RolloutPhase::Progressing);
+                            return;
+                        }
                     }
                     Step::Pause(wait) => {
                         if wait.is_none_or(|d| in_step < d) {
@@ -390,6 +396,19 @@ impl<'a> Machine<'a> {
         self.wake(deadline.saturating_sub(in_step) + Duration::from_millis(100));
     }
 
+    /// The canary passed an analysis interval that ended after the current step started.
+    fn passed_in_step(&self) -> bool {
+        let started = self
+            .status
+            .rollout
+            .as_ref()
+            .and_then(|r| r.step_started.as_ref());
+        self.status
+            .analysis
+            .as_ref()
+            .is_some_and(|a| a.verdict == "Pass" && started.is_none_or(|s| a.time.0 > s.0))
+    }
+
     fn current_step(&self) -> usize {
         self.status
             .rollout
@@ -438,6 +457,12 @@ impl<'a> Machine<'a> {
             .as_ref()
             .map_or(0, |a| a.consecutive_failures);
         let canary = self.status.canary_version.clone().unwrap_or_default();
+        figures.verdict = match &verdict {
+            Verdict::Pass(_) => "Pass",
+            Verdict::Fail(_) => "Fail",
+            Verdict::Inconclusive(_) => "Inconclusive",
+        }
+        .into();
         figures.consecutive_failures = match &verdict {
             Verdict::Pass(_) => 0,
             Verdict::Fail(_) => before + 1,

@@ -334,7 +334,7 @@ fn a_pass_resets_the_failure_count() {
     sim.step(0, 0);
     sim.step_with(10, 1, Some(Verdict::Fail("x".into())));
     let d = sim.step_with(20, 1, Some(Verdict::Pass("ok".into())));
-    assert_eq!(reasons(&d), ["AnalysisPassed"]);
+    assert_eq!(reasons(&d), ["AnalysisPassed", "CanaryStep"]);
     assert_eq!(
         d.status.analysis.as_ref().map(|a| a.consecutive_failures),
         Some(0)
@@ -617,4 +617,33 @@ fn every_phase_handles_every_event() {
             }
         }
     }
+}
+
+#[test]
+fn with_an_analysis_a_weight_rises_only_after_a_pass_at_it() {
+    let mut sim = Sim::serving(
+        "1",
+        with_analysis(plan(vec![Step::SetWeight(25), Step::SetWeight(50)])),
+    );
+    sim.set_version("2");
+    sim.step(0, 0);
+    let d = sim.step(5, 1);
+    assert!(
+        d.events.is_empty(),
+        "ready alone is not enough: {:?}",
+        reasons(&d)
+    );
+    assert_eq!(d.status.rollout_phase, Some(RolloutPhase::Progressing));
+    let d = sim.step_with(10, 1, Some(Verdict::Inconclusive("2 requests".into())));
+    assert!(d.events.is_empty(), "no traffic is no evidence");
+    let d = sim.step_with(20, 1, Some(Verdict::Pass("ok".into())));
+    assert_eq!(reasons(&d), ["AnalysisPassed", "CanaryStep"]);
+    assert_eq!(d.canary.as_ref().map(|c| c.replicas), Some(2));
+    // the pass at 25% does not count for 50%
+    let d = sim.step(25, 2);
+    assert!(d.events.is_empty(), "{:?}", reasons(&d));
+    let d = sim.step_with(30, 2, Some(Verdict::Pass("ok".into())));
+    assert_eq!(reasons(&d), ["AnalysisPassed", "Promoting"]);
+    let d = sim.step(31, 4);
+    assert_eq!(reasons(&d), ["RolloutSucceeded"]);
 }

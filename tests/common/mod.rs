@@ -1,6 +1,7 @@
 //! Shared harness for tests against a real kube-apiserver (see hack/k8s.sh).
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod load;
 pub mod node;
 
 use std::path::{Path, PathBuf};
@@ -153,6 +154,15 @@ pub async fn namespace(client: &Client, prefix: &str) -> String {
 pub async fn delete_namespace(client: &Client, name: &str) {
     let api: Api<Namespace> = Api::all(client.clone());
     let _ = api.delete(name, &DeleteParams::background()).await;
+}
+
+/// The operator binary: `SCONCE_OPERATOR_BINARY` when set (a private copy, for machines where
+/// other checkouts build into the same target dir), else the one cargo built for this test.
+pub fn operator_binary() -> PathBuf {
+    std::env::var_os("SCONCE_OPERATOR_BINARY").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_sconce")),
+        PathBuf::from,
+    )
 }
 
 /// The server image `hack/images.sh` builds and the test plane's node has loaded.

@@ -7,7 +7,7 @@ pub mod generate;
 mod queue;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -16,6 +16,7 @@ use queue::{JobQueue, PushError, Pushed, WakeOnDrop};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::model::Model;
+use crate::stats::InferenceStats;
 
 /// Work for the model.
 #[derive(Debug)]
@@ -51,6 +52,8 @@ pub enum Output {
 struct Job {
     input: Input,
     reply: oneshot::Sender<Result<Output, String>>,
+    /// When it was queued (for the queue time in the statistics).
+    queued: Instant,
 }
 
 /// Batching limits.
@@ -82,6 +85,7 @@ impl Engine {
         cfg: BatchConfig,
         generate: generate::GenerateConfig,
         metrics: &Metrics,
+        stats: Arc<InferenceStats>,
     ) -> std::io::Result<Self> {
         if let Model::Gguf(m) = model {
             let generator = generate::Generator::start(*m, generate, metrics.generation())?;
@@ -97,6 +101,7 @@ impl Engine {
             queue: queue.clone(),
             batch_size: metrics.batch_size(),
             batch_duration: metrics.batch_duration(),
+            stats,
         };
         let threads = candle_core::utils::get_num_threads();
         std::thread::Builder::new()
@@ -135,7 +140,12 @@ impl Engine {
             return Err(ApiError::bad(crate::http::generate::USE_GENERATE));
         };
         let (reply, answer) = oneshot::channel();
-        match queue.push(Job { input, reply }) {
+        let job = Job {
+            input,
+            reply,
+            queued: Instant::now(),
+        };
+        match queue.push(job) {
             Ok(Pushed::Queued) => {}
             Ok(Pushed::MustWake) => {
                 // The model thread sleeps. Yield first: the requests this HTTP thread already

@@ -174,7 +174,15 @@ mod tests {
             data: vec![0.0; rows],
             rows,
         };
-        (Job { input, reply }, rx)
+        let queued = Instant::now();
+        (
+            Job {
+                input,
+                reply,
+                queued,
+            },
+            rx,
+        )
     }
 
     fn sizes(batch: &[Job]) -> Vec<usize> {

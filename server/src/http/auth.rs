@@ -31,6 +31,9 @@ pub async fn require(State(state): State<SharedState>, req: Request, next: Next)
         .map(str::trim);
     match presented {
         Some(token) if constant_time_eq(token.as_bytes(), key.as_bytes()) => next.run(req).await,
+        _ if super::openai::is_openai_path(req.uri().path()) => {
+            ApiError::Unauthorized.into_openai_response(None)
+        }
         _ => ApiError::Unauthorized.into_response(),
     }
 }

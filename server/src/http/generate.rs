@@ -17,8 +17,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::mpsc::UnboundedReceiver;
 
+use super::SharedState;
 use super::openai_error::OpenAiError;
-use super::{SharedState, read_body};
+use super::track::read_body;
 use crate::engine::generate::text::TextStream;
 use crate::engine::generate::{
     Event, Finish, Generator, Request as GenRequest, SamplingParams, SubmitError, TextModel,
@@ -356,6 +357,19 @@ async fn track(
         true => OpenAiError::from(e).into_response(),
         false => e.into_response(),
     };
+    // The body first, as for every inference route: a slow upload holds no slot.
+    let req = match read_body(&state, req).await {
+        Ok(req) => req,
+        Err(e) => {
+            let resp = error(e);
+            state.metrics.record_request(
+                protocol,
+                resp.status().as_u16(),
+                started.elapsed().as_secs_f64(),
+            );
+            return resp;
+        }
+    };
     let Ok(permit) = state.limiter.clone().try_acquire_owned() else {
         let resp = error(ApiError::Overloaded("too many concurrent requests"));
         state.metrics.record_request(
@@ -366,10 +380,7 @@ async fn track(
         return resp;
     };
     state.metrics.in_flight().inc();
-    let resp = match read_body(&state, req).await {
-        Ok(req) => next.run(req).await,
-        Err(e) => error(e),
-    };
+    let resp = next.run(req).await;
     let guard = InFlight {
         state,
         protocol,

@@ -11,6 +11,7 @@
 
 use serde_json::value::RawValue;
 
+use super::ranges::Extremes;
 use super::tensor::{Shape, TensorData, Values};
 use crate::error::ApiError;
 
@@ -42,6 +43,8 @@ pub fn scan_array(b: &[u8], start: usize) -> Option<(TensorData, usize)> {
     let mut open: Vec<usize> = Vec::new();
     let mut shape = Shape::default();
     let mut saw_float = false;
+    // Tracked here so the range check needs no second pass over the values.
+    let mut extremes = Extremes::default();
     let mut i = start;
     // Grammar: after `[` a value or `]`; after a value `,` or `]`; after `,` a value.
     let mut want_value = true;
@@ -77,6 +80,7 @@ pub fn scan_array(b: &[u8], start: usize) -> Option<(TensorData, usize)> {
                 if !saw_float && v.fract() != 0.0 {
                     saw_float = true;
                 }
+                extremes.see(v);
                 nums.push(v as f32);
                 if !shape.element(open.len()) {
                     return None;
@@ -93,6 +97,7 @@ pub fn scan_array(b: &[u8], start: usize) -> Option<(TensorData, usize)> {
         shape: shape.dims(),
         saw_float,
         saw_bool: false,
+        extremes,
     };
     Some((t, i))
 }
@@ -255,7 +260,23 @@ mod tests {
             let fast = scan(case);
             let slow = slow(case);
             match (&fast, &slow) {
-                (Some(f), Some(s)) => assert_eq!(f, s, "{case}"),
+                (Some(f), Some(s)) => {
+                    // serde_json's own float parsing may be an ulp off std's (it is not
+                    // correctly rounded without its `float_roundtrip` feature); the f32 values
+                    // agree, and the extremes agree up to that ulp.
+                    let (fe, se) = (f.extremes, s.extremes);
+                    for (a, b) in [(fe.min, se.min), (fe.max, se.max)] {
+                        assert!(
+                            a == b || (a - b).abs() <= a.abs() * 1e-15,
+                            "{case}: {a} {b}"
+                        );
+                    }
+                    let same_extremes = TensorData {
+                        extremes: s.extremes,
+                        ..f.clone()
+                    };
+                    assert_eq!(&same_extremes, s, "{case}");
+                }
                 (None, _) => {}
                 (Some(_), None) => panic!("fast path accepted {case}, which the visitor rejects"),
             }
@@ -352,6 +373,13 @@ mod tests {
         assert!(t.saw_float);
         assert_eq!(scan("[[]]").unwrap().shape, vec![1, 0]);
         assert_eq!(scan("[]").unwrap().shape, vec![0]);
+    }
+
+    #[test]
+    fn extremes_keep_the_values_as_parsed() {
+        let t = scan("[[1, 1e999], [-3.5e38, 2]]").unwrap();
+        assert_eq!(t.extremes.max, f64::INFINITY);
+        assert_eq!(t.extremes.min, -3.5e38);
     }
 
     #[test]

@@ -1,13 +1,18 @@
 //! HTTP: routes, request/response types and the admission layers.
 
 mod auth;
+mod encoding;
 pub(crate) mod generate;
 mod json_numbers;
 mod openai;
 mod openai_chat;
 mod openai_error;
+mod path;
+pub mod ranges;
 mod rows;
 pub mod tensor;
+mod track;
+mod triton;
 mod v1;
 mod v2;
 mod v2_binary;
@@ -15,29 +20,33 @@ mod v2_generate;
 mod v2_splice;
 mod v2_types;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, Uri, header};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use http_body_util::BodyExt;
 use tokio::sync::Semaphore;
 
-use crate::engine::Engine;
+use crate::engine::{BatchConfig, Engine};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::model::ModelInfo;
+use crate::serve::{Rejection, ServeEvents};
+use crate::stats::InferenceStats;
 
 /// The loaded model: set once, when loading finishes.
 pub struct Loaded {
     pub info: ModelInfo,
     pub engine: Engine,
+    /// How the model thread batches (shown by the Triton-style `/config`).
+    pub batch: BatchConfig,
 }
 
 /// State shared by every handler.
@@ -46,15 +55,39 @@ pub struct AppState {
     pub model_name: String,
     pub loaded: OnceLock<Loaded>,
     pub metrics: Metrics,
+    pub stats: Arc<InferenceStats>,
+    /// `--max-concurrency` slots; shared (`Arc`) so a text stream can hold its slot until it ends.
     pub limiter: Arc<Semaphore>,
     pub api_key: Option<String>,
     pub max_body_bytes: usize,
     pub body_timeout: Duration,
+    /// Shutting down: readiness fails while the server drains.
+    pub draining: AtomicBool,
 }
 
 pub type SharedState = Arc<AppState>;
 
 impl AppState {
+    pub fn new(
+        model_name: String,
+        max_concurrency: usize,
+        max_body_bytes: usize,
+        body_timeout: Duration,
+        api_key: Option<String>,
+    ) -> Self {
+        AppState {
+            metrics: Metrics::new(&model_name),
+            model_name,
+            loaded: OnceLock::new(),
+            stats: Arc::default(),
+            limiter: Arc::new(Semaphore::new(max_concurrency)),
+            api_key,
+            max_body_bytes,
+            body_timeout,
+            draining: AtomicBool::new(false),
+        }
+    }
+
     /// The loaded model, if `name` (and `version`, if given) names it.
     pub fn model(&self, name: &str, version: Option<&str>) -> Result<&Loaded, ApiError> {
         if name != self.model_name {
@@ -76,6 +109,16 @@ impl AppState {
     }
 }
 
+impl ServeEvents for AppState {
+    fn draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    fn rejected(&self, why: Rejection) {
+        self.metrics.record_rejection(why);
+    }
+}
+
 /// Turns the body extractor's result into our error type. The body was already read, within
 /// `--max-body-bytes` and `--body-timeout-ms`, by `track`.
 pub fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
@@ -94,17 +137,17 @@ pub fn router(state: SharedState) -> Router {
             "/v2/models/{name}/versions/{version}/infer",
             post(v2::infer_version),
         )
-        .route_layer(middleware::from_fn_with_state(state.clone(), track_v2));
+        .route_layer(middleware::from_fn_with_state(state.clone(), track::v2));
     let v1_predict = Router::new()
         .route("/v1/models/{name}", post(v1::predict))
         .route(
             "/v1/models/{name}/versions/{version}",
             post(v1::predict_version),
         )
-        .route_layer(middleware::from_fn_with_state(state.clone(), track_v1));
+        .route_layer(middleware::from_fn_with_state(state.clone(), track::v1));
     let openai = Router::new()
         .route("/v1/embeddings", post(openai::embeddings))
-        .route_layer(middleware::from_fn_with_state(state.clone(), track_openai));
+        .route_layer(middleware::from_fn_with_state(state.clone(), track::openai));
     // Text generation: admission held for the whole stream (`generate::track_*`).
     let generation = Router::new()
         .route("/v1/chat/completions", post(openai_chat::chat_completions))
@@ -137,6 +180,17 @@ pub fn router(state: SharedState) -> Router {
             "/v2/models/{name}/versions/{version}/ready",
             get(v2::model_ready_version),
         )
+        .route("/v2/models/{name}/config", get(triton::config))
+        .route(
+            "/v2/models/{name}/versions/{version}/config",
+            get(triton::config_version),
+        )
+        .route("/v2/models/{name}/stats", get(triton::stats))
+        .route(
+            "/v2/models/{name}/versions/{version}/stats",
+            get(triton::stats_version),
+        )
+        .route("/v1/models", get(openai::models))
         .route("/v1/models/{name}", get(v1::status))
         .route(
             "/v1/models/{name}/versions/{version}",
@@ -144,11 +198,11 @@ pub fn router(state: SharedState) -> Router {
         )
         .merge(v2_infer)
         .merge(v1_predict)
-        .route("/v1/models", get(openai_chat::models))
         .merge(openai)
         .merge(generation)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require));
     let open = Router::new()
+        .route("/", get(v1::live))
         .route("/v2/health/live", get(live))
         .route("/v2/health/ready", get(ready))
         .route("/metrics", get(metrics));
@@ -163,12 +217,21 @@ pub fn router(state: SharedState) -> Router {
         .with_state(state)
 }
 
-async fn not_found() -> ApiError {
-    ApiError::NotFound("no such route".into())
+/// An error in the shape clients of `uri`'s protocol read.
+fn error_for(uri: &Uri, e: ApiError) -> Response {
+    if openai::is_openai_path(uri.path()) {
+        e.into_openai_response(None)
+    } else {
+        e.into_response()
+    }
 }
 
-async fn method_not_allowed() -> ApiError {
-    ApiError::MethodNotAllowed
+async fn not_found(uri: Uri) -> Response {
+    error_for(&uri, ApiError::NoRoute)
+}
+
+async fn method_not_allowed(uri: Uri) -> Response {
+    error_for(&uri, ApiError::MethodNotAllowed)
 }
 
 async fn live() -> Response {
@@ -176,14 +239,19 @@ async fn live() -> Response {
 }
 
 async fn ready(State(state): State<SharedState>) -> Response {
-    if state.loaded.get().is_some() {
-        axum::Json(serde_json::json!({"ready": true})).into_response()
-    } else {
+    let not_ready = |why: &str| {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(serde_json::json!({"ready": false, "error": "model is loading"})),
+            axum::Json(serde_json::json!({"ready": false, "error": why})),
         )
             .into_response()
+    };
+    if state.draining.load(Ordering::SeqCst) {
+        not_ready("shutting down")
+    } else if state.loaded.get().is_some() {
+        axum::Json(serde_json::json!({"ready": true})).into_response()
+    } else {
+        not_ready("model is loading")
     }
 }
 
@@ -200,57 +268,4 @@ async fn metrics(State(state): State<SharedState>) -> Result<Response, ApiError>
         text,
     )
         .into_response())
-}
-
-/// Reads the whole body within `--body-timeout-ms` and `--max-body-bytes`.
-async fn read_body(state: &AppState, req: Request) -> Result<Request, ApiError> {
-    let (parts, body) = req.into_parts();
-    let limited = http_body_util::Limited::new(body, state.max_body_bytes);
-    let collected = tokio::time::timeout(state.body_timeout, limited.collect())
-        .await
-        .map_err(|_| ApiError::BodyTimeout(state.body_timeout.as_millis() as u64))?;
-    match collected {
-        Ok(c) => Ok(Request::from_parts(parts, Body::from(c.to_bytes()))),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(ApiError::PayloadTooLarge(state.max_body_bytes))
-        }
-        Err(e) => Err(ApiError::bad(format!("reading body: {e}"))),
-    }
-}
-
-async fn track_v2(State(s): State<SharedState>, req: Request, next: Next) -> Response {
-    track(&s, "v2", req, next).await
-}
-
-async fn track_v1(State(s): State<SharedState>, req: Request, next: Next) -> Response {
-    track(&s, "v1", req, next).await
-}
-
-async fn track_openai(State(s): State<SharedState>, req: Request, next: Next) -> Response {
-    track(&s, "openai", req, next).await
-}
-
-/// Admission (429 over `--max-concurrency`), the body deadline (408) and request metrics for
-/// inference routes.
-async fn track(state: &AppState, protocol: &'static str, req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let response = match state.limiter.clone().try_acquire_owned() {
-        Ok(_permit) => {
-            let gauge = state.metrics.in_flight();
-            gauge.inc();
-            let r = match read_body(state, req).await {
-                Ok(req) => next.run(req).await,
-                Err(e) => e.into_response(),
-            };
-            gauge.dec();
-            r
-        }
-        Err(_) => ApiError::Overloaded("too many concurrent requests").into_response(),
-    };
-    state.metrics.record_request(
-        protocol,
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
-    response
 }

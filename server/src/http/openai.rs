@@ -1,11 +1,18 @@
-//! OpenAI-compatible `POST /v1/embeddings` for `bert` models.
+//! OpenAI-compatible `POST /v1/embeddings` for `bert` models and `GET /v1/models`, with errors
+//! in OpenAI's shape (`{"error": {"message", "type", "param", "code"}}`), which OpenAI clients
+//! show; they showed only "Error code: 400" for this server's plain `{"error": "..."}`.
+
+use std::sync::OnceLock;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+
 use serde::{Deserialize, Serialize};
 
+use super::openai_error::{AboutParam, OpenAiError};
 use super::{SharedState, body, parse_json};
 use crate::cli::Format;
 use crate::engine::{Input, Output};
@@ -80,34 +87,68 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
+/// Paths OpenAI clients call: `/v1/embeddings`, `/v1/models`, and any other `/v1/...` except
+/// the KServe V1 model routes (`/v1/models/{name}...`), so that a client calling an endpoint
+/// this server lacks gets an error it can show.
+pub fn is_openai_path(path: &str) -> bool {
+    path.starts_with("/v1/") && !path.starts_with("/v1/models/")
+}
+
+/// OpenAI's `created` for the served model: when this process first listed it (seconds since
+/// the epoch; stable for the process).
+fn created() -> u64 {
+    static STARTED: OnceLock<u64> = OnceLock::new();
+    *STARTED.get_or_init(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    })
+}
+
+/// The served model as an OpenAI model object (also part of the KServe V1 status answer).
+pub fn model_object(name: &str) -> serde_json::Value {
+    serde_json::json!({"id": name, "object": "model", "created": created(), "owned_by": "sconce"})
+}
+
+/// `GET /v1/models`: OpenAI's model list, plus KServe V1's `models` (names).
+pub async fn models(State(s): State<SharedState>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "object": "list",
+        "data": [model_object(&s.model_name)],
+        "models": [s.model_name],
+    }))
+}
+
 pub async fn embeddings(
     State(s): State<SharedState>,
     raw: Result<Bytes, BytesRejection>,
-) -> Result<Json<EmbeddingResponse>, ApiError> {
+) -> Result<Json<EmbeddingResponse>, OpenAiError> {
     let raw = body(raw)?;
     let name = s.model_name.clone();
     let req: EmbeddingRequest = parse_json(&raw)?;
     let requested = req.model.as_deref().unwrap_or(&name);
-    let loaded = s.model(requested, None)?;
+    let loaded = s.model(requested, None).param("model")?;
     if loaded.info.format != Format::Bert {
         return Err(ApiError::bad(format!(
             "model {name} is not an embedding model (format {})",
             loaded.info.format.as_str()
-        )));
+        )))
+        .param("model");
     }
     let texts = match req.input {
         EmbeddingInput::One(t) => vec![t],
         EmbeddingInput::Many(v) => v,
     };
     if texts.is_empty() {
-        return Err(ApiError::bad("input must not be empty"));
+        return Err(ApiError::bad("input must not be empty")).param("input");
     }
     if texts.len() > super::v2::MAX_TEXTS {
         return Err(ApiError::bad(format!(
             "{} texts in one request; the limit is {}",
             texts.len(),
             super::v2::MAX_TEXTS
-        )));
+        )))
+        .param("input");
     }
     if let Some(d) = req.dimensions
         && d != loaded.info.output_size
@@ -115,16 +156,20 @@ pub async fn embeddings(
         return Err(ApiError::bad(format!(
             "dimensions {d} is not supported; this model has {}",
             loaded.info.output_size
-        )));
+        )))
+        .param("dimensions");
     }
     let b64 = match req.encoding_format.as_deref() {
         None | Some("float") => false,
         Some("base64") => true,
-        Some(other) => return Err(ApiError::bad(format!("unknown encoding_format {other:?}"))),
+        Some(other) => {
+            return Err(ApiError::bad(format!("unknown encoding_format {other:?}")))
+                .param("encoding_format");
+        }
     };
     let Output::Embeddings { data, dim, tokens } = loaded.engine.infer(Input::Text(texts)).await?
     else {
-        return Err(ApiError::Inference("model returned no embeddings".into()));
+        return Err(ApiError::Inference("model returned no embeddings".into()).into());
     };
     let prompt_tokens = tokens.iter().sum();
     let data = data

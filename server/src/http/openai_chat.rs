@@ -1,5 +1,5 @@
 //! OpenAI `POST /v1/chat/completions`, `POST /v1/completions` (streaming or not) and
-//! `GET /v1/models`, for `gguf` models. Chat messages go through the model's own chat template.
+//! for `gguf` models (`GET /v1/models` is in `openai.rs`). Chat messages go through the model's own chat template.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -16,7 +16,7 @@ use super::generate::{
     Generation, Options, Piece, SamplingFields, engine_request, find_generator, options, sse_data,
     sse_response,
 };
-use super::openai_error::OpenAiError;
+use super::openai_error::{AboutParam, OpenAiError};
 use super::{SharedState, body, parse_json};
 use crate::error::ApiError;
 use crate::model::gguf::Message;
@@ -390,7 +390,7 @@ pub async fn chat_completions(
     let raw = body(raw)?;
     let req: ChatRequest = parse_json(&raw)?;
     let header = header(&s, req.common.model.as_deref(), Kind::Chat)?;
-    let generator = find_generator(&s, &s.model_name, None)?;
+    let generator = find_generator(&s, &s.model_name, None).param("model")?;
     let opts = check_common(&req.common)?;
     let messages = template_messages(req.messages)?;
     let template = generator.model.template.as_ref().ok_or_else(|| {
@@ -416,7 +416,7 @@ pub async fn completions(
     let raw = body(raw)?;
     let req: CompletionRequest = parse_json(&raw)?;
     let header = header(&s, req.common.model.as_deref(), Kind::Completion)?;
-    let generator = find_generator(&s, &s.model_name, None)?;
+    let generator = find_generator(&s, &s.model_name, None).param("model")?;
     let opts = check_common(&req.common)?;
     let vocab = &generator.model.vocab;
     let tokens = match req.prompt {
@@ -438,12 +438,4 @@ pub async fn completions(
     }
     .map_err(|e| OpenAiError::param(ApiError::bad(format!("prompt: {e}")), "prompt"))?;
     generate(header, generator, tokens, opts, &req.common).await
-}
-
-/// `GET /v1/models`: the one model served.
-pub async fn models(State(s): State<SharedState>) -> Json<Value> {
-    Json(json!({
-        "object": "list",
-        "data": [{"id": s.model_name, "object": "model", "created": 0, "owned_by": "sconce"}],
-    }))
 }

@@ -1,26 +1,10 @@
 //! OpenAI's error body, `{"error": {"message", "type", "param", "code"}}`, for the OpenAI
-//! routes (the openai client reads `message` and `code` from it), with the status of
-//! [`ApiError::status`].
+//! routes (the openai client reads `message` and `code` from it): an [`ApiError`] with the
+//! request field it is about. The shape and the type/code mapping are `ApiError`'s own.
 
-use axum::Json;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 
-use crate::error::ApiError;
-
-#[derive(Serialize)]
-pub struct Detail {
-    pub message: String,
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub param: Option<&'static str>,
-    pub code: Option<&'static str>,
-}
-
-#[derive(Serialize)]
-pub struct Body {
-    pub error: Detail,
-}
+use crate::error::{ApiError, OpenAiBody};
 
 /// An [`ApiError`] answered in OpenAI's shape; `param` names the offending request field.
 #[derive(Debug)]
@@ -43,35 +27,25 @@ impl OpenAiError {
         }
     }
 
-    pub fn body(&self) -> Body {
-        let (kind, code) = match &self.error {
-            ApiError::BadRequest(_) | ApiError::PayloadTooLarge(_) | ApiError::BodyTimeout(_) => {
-                ("invalid_request_error", None)
-            }
-            ApiError::NotFound(_) => ("invalid_request_error", Some("model_not_found")),
-            ApiError::MethodNotAllowed => ("invalid_request_error", None),
-            ApiError::Unauthorized => ("invalid_request_error", Some("invalid_api_key")),
-            ApiError::Overloaded(_) => ("rate_limit_error", Some("rate_limit_exceeded")),
-            ApiError::NotReady(_) | ApiError::Inference(_) => ("server_error", None),
-        };
-        Body {
-            error: Detail {
-                message: self.error.to_string(),
-                kind,
-                param: self.param,
-                code,
-            },
-        }
+    pub fn body(&self) -> OpenAiBody {
+        self.error.openai_body(self.param)
     }
 }
 
 impl IntoResponse for OpenAiError {
     fn into_response(self) -> Response {
-        let status = self.error.status();
-        if status.is_server_error() {
-            tracing::warn!(error = %self.error, "request failed");
-        }
-        (status, Json(self.body())).into_response()
+        self.error.into_openai_response(self.param)
+    }
+}
+
+/// Attaches the request field an error is about.
+pub trait AboutParam<T> {
+    fn param(self, param: &'static str) -> Result<T, OpenAiError>;
+}
+
+impl<T> AboutParam<T> for Result<T, ApiError> {
+    fn param(self, param: &'static str) -> Result<T, OpenAiError> {
+        self.map_err(|error| OpenAiError::param(error, param))
     }
 }
 

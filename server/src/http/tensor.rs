@@ -6,6 +6,7 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, SeqAccess, Visitor};
 
+use super::ranges::{self, Extremes};
 use crate::error::ApiError;
 
 /// Flattened element values.
@@ -40,6 +41,8 @@ pub struct TensorData {
     pub saw_float: bool,
     /// Some element was a boolean.
     pub saw_bool: bool,
+    /// The smallest and largest numbers, as parsed (before conversion to f32).
+    pub extremes: Extremes,
 }
 
 /// The shape of nested arrays seen while flattening them, shared by the serde visitor below and
@@ -100,10 +103,17 @@ struct Acc {
     strs: Vec<Vec<u8>>,
     saw_float: bool,
     saw_bool: bool,
+    extremes: Extremes,
     shape: Shape,
 }
 
 impl Acc {
+    fn num<E: de::Error>(&mut self, v: f64, depth: usize) -> Result<(), E> {
+        self.extremes.see(v);
+        self.nums.push(v as f32);
+        self.leaf(depth)
+    }
+
     fn leaf<E: de::Error>(&mut self, depth: usize) -> Result<(), E> {
         if !self.shape.element(depth) {
             return Err(E::custom(RAGGED));
@@ -159,24 +169,20 @@ impl<'de> Visitor<'de> for Seed<'_> {
         if v.fract() != 0.0 {
             self.acc.saw_float = true;
         }
-        self.acc.nums.push(v as f32);
-        self.acc.leaf(self.depth)
+        self.acc.num(v, self.depth)
     }
 
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
-        self.acc.nums.push(v as f32);
-        self.acc.leaf(self.depth)
+        self.acc.num(v as f64, self.depth)
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
-        self.acc.nums.push(v as f32);
-        self.acc.leaf(self.depth)
+        self.acc.num(v as f64, self.depth)
     }
 
     fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
         self.acc.saw_bool = true;
-        self.acc.nums.push(if v { 1.0 } else { 0.0 });
-        self.acc.leaf(self.depth)
+        self.acc.num(if v { 1.0 } else { 0.0 }, self.depth)
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
@@ -209,6 +215,7 @@ impl<'de> serde::Deserialize<'de> for TensorData {
             shape,
             saw_float: acc.saw_float,
             saw_bool: acc.saw_bool,
+            extremes: acc.extremes,
         })
     }
 }
@@ -234,8 +241,10 @@ fn arr<const N: usize>(c: &[u8]) -> [u8; N] {
     a
 }
 
-/// Decodes a binary tensor (little-endian, row-major; BYTES as 4-byte length + bytes).
-pub fn decode_binary(datatype: &str, raw: &[u8]) -> Result<Values, ApiError> {
+/// Decodes a binary tensor (little-endian, row-major; BYTES as 4-byte length + bytes). Floats
+/// that are not finite in FP32 (NaN, infinities, FP64 beyond FP32's range) and BOOL bytes other
+/// than 0 and 1 are refused with their element (`shape` places it).
+pub fn decode_binary(datatype: &str, raw: &[u8], shape: &[usize]) -> Result<Values, ApiError> {
     if datatype == "BYTES" {
         let mut out = Vec::new();
         let mut rest = raw;
@@ -278,7 +287,38 @@ pub fn decode_binary(datatype: &str, raw: &[u8]) -> Result<Values, ApiError> {
         "UINT64" => chunks.map(|c| u64::from_le_bytes(arr(c)) as f32).collect(),
         _ => return Err(ApiError::bad(format!("unsupported datatype {datatype}"))),
     };
+    // Checked after the conversion, as reductions that vectorise: folding the check into the
+    // conversion loops kept them from vectorising (FP32: 0.5k -> 12k instructions per
+    // 1000-float request, callgrind); these passes over 4 kB in cache cost far less.
+    let ok = match datatype {
+        "FP32" | "FP64" | "FP16" => all_finite(&nums),
+        "BOOL" => raw.iter().fold(0u8, |acc, b| acc | (b & !1)) == 0,
+        _ => true,
+    };
+    if !ok {
+        // Rare: find the element, with the value as sent.
+        for (at, c) in raw.chunks_exact(size).enumerate() {
+            let v = match datatype {
+                "FP64" => f64::from_le_bytes(arr(c)),
+                "BOOL" => f64::from(c[0]),
+                _ => f64::from(nums[at]),
+            };
+            if !ranges::holds(datatype, v) {
+                return Err(ApiError::BadRequest(ranges::out_of_range_at(
+                    datatype, shape, at, v,
+                )));
+            }
+        }
+    }
     Ok(Values::Num(nums))
+}
+
+/// No NaN or infinity (an exponent of all ones). An OR of compares, which vectorises on
+/// baseline x86-64 (a `max` of the bits did not: no SSE2 unsigned max).
+fn all_finite(values: &[f32]) -> bool {
+    values.iter().fold(0u32, |acc, v| {
+        acc | u32::from(v.to_bits() & 0x7f80_0000 == 0x7f80_0000)
+    }) == 0
 }
 
 /// IEEE 754 half to f32.
@@ -340,20 +380,39 @@ mod tests {
             .flat_map(|v| v.to_le_bytes())
             .collect();
         assert_eq!(
-            decode_binary("FP32", &raw).unwrap(),
+            decode_binary("FP32", &raw, &[2]).unwrap(),
             Values::Num(vec![1.5, -2.0])
         );
-        assert!(decode_binary("FP32", &raw[..5]).is_err());
+        assert!(decode_binary("FP32", &raw[..5], &[2]).is_err());
         let mut b = Vec::new();
         for s in ["hi", ""] {
             b.extend_from_slice(&(s.len() as u32).to_le_bytes());
             b.extend_from_slice(s.as_bytes());
         }
         assert_eq!(
-            decode_binary("BYTES", &b).unwrap(),
+            decode_binary("BYTES", &b, &[2]).unwrap(),
             Values::Bytes(vec![b"hi".to_vec(), vec![]])
         );
-        assert!(decode_binary("BYTES", &b[..3]).is_err());
+        assert!(decode_binary("BYTES", &b[..3], &[2]).is_err());
+        let bad: Vec<u8> = [1.0f32, 2.0, f32::NAN, 0.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let e = decode_binary("FP32", &bad, &[2, 2])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("element 2 (at [1, 0]) is NaN"), "{e}");
+        let big: Vec<u8> = [0.0f64, 1e300]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let e = decode_binary("FP64", &big, &[2]).unwrap_err().to_string();
+        assert!(e.contains("element 1 is 1e300"), "{e}");
+        let e = decode_binary("BOOL", &[0, 1, 2], &[3])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("element 2 is 2"), "{e}");
+        assert!(decode_binary("FP16", &[0x00, 0x7c], &[1]).is_err());
         assert_eq!(half_to_f32(0x3c00), 1.0);
         assert_eq!(half_to_f32(0xc000), -2.0);
     }

@@ -1,17 +1,21 @@
-//! TF-Serving style V1: `POST /v1/models/{name}[/versions/{v}]:predict`, `GET /v1/models/{name}`.
+//! TF-Serving / KServe V1: `POST /v1/models/{name}[/versions/{v}]:predict`,
+//! `GET /v1/models/{name}` (model status in both TF-Serving's and KServe's shape) and `GET /`
+//! (KServe V1 liveness).
 
 use std::collections::HashMap;
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use serde_json::value::RawValue;
 
 use super::json_numbers::parse_data;
+use super::path::Params;
+use super::ranges;
 use super::rows::Rows;
 use super::tensor::{TensorData, Values};
 use super::v2::texts;
@@ -66,7 +70,7 @@ fn strip_verb(segment: &str) -> Result<&str, ApiError> {
 
 pub async fn predict(
     State(s): State<SharedState>,
-    Path(segment): Path<String>,
+    Params(segment): Params<String>,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let name = strip_verb(&segment)?;
@@ -76,7 +80,7 @@ pub async fn predict(
 
 pub async fn predict_version(
     State(s): State<SharedState>,
-    Path((name, segment)): Path<(String, String)>,
+    Params((name, segment)): Params<(String, String)>,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let version = strip_verb(&segment)?;
@@ -87,6 +91,9 @@ pub async fn predict_version(
 fn to_input(t: TensorData, info: &ModelInfo, key: &str) -> Result<Input, ApiError> {
     match (info.format, t.values) {
         (Format::Sequential, Values::Num(data)) => {
+            // V1 has no datatypes: numbers are what the model computes in, FP32.
+            ranges::check("FP32", &t.shape, &t.extremes, &data)
+                .map_err(|e| ApiError::bad(format!("{key}: {e}")))?;
             if t.shape.len() != 2 || t.shape[1] != info.input_size {
                 return Err(ApiError::bad(format!(
                     "{key} must be a list of examples of {} numbers each (got shape {:?})",
@@ -154,6 +161,14 @@ async fn run_predict(
     })
 }
 
+/// KServe V1 liveness, `GET /`.
+pub async fn live() -> Json<serde_json::Value> {
+    Json(json!({"status": "alive"}))
+}
+
+/// The model's status in the shapes V1 clients read: KServe's `{"name", "ready"}`, TF-Serving's
+/// `model_version_status`, and OpenAI's model object (`GET /v1/models/{id}` is also OpenAI's
+/// model retrieval). 200 while loading too, with `ready: false` and state `LOADING`.
 fn status_body(
     state: &SharedState,
     name: &str,
@@ -162,36 +177,45 @@ fn status_body(
     if name != state.model_name {
         return Err(ApiError::NotFound(format!("unknown model {name}")));
     }
-    let Some(loaded) = state.loaded.get() else {
-        return Ok(Json(json!({"model_version_status": [{
-            "version": version.unwrap_or(""), "state": "LOADING",
-            "status": {"error_code": "UNAVAILABLE", "error_message": "model is loading"}}]}))
-        .into_response());
+    let (ready, version_status) = match state.loaded.get() {
+        None => (
+            false,
+            json!({"version": version.unwrap_or(""), "state": "LOADING",
+                   "status": {"error_code": "UNAVAILABLE", "error_message": "model is loading"}}),
+        ),
+        Some(loaded) => {
+            let loaded_version = loaded.info.version.as_str();
+            if let Some(v) = version
+                && v != loaded_version
+            {
+                return Err(ApiError::NotFound(format!(
+                    "model {name} has no version {v}"
+                )));
+            }
+            (
+                true,
+                json!({"version": loaded_version, "state": "AVAILABLE",
+                       "status": {"error_code": "OK", "error_message": ""}}),
+            )
+        }
     };
-    let loaded_version = loaded.info.version.as_str();
-    if let Some(v) = version
-        && v != loaded_version
-    {
-        return Err(ApiError::NotFound(format!(
-            "model {name} has no version {v}"
-        )));
-    }
-    Ok(Json(json!({"model_version_status": [{
-        "version": loaded_version, "state": "AVAILABLE",
-        "status": {"error_code": "OK", "error_message": ""}}]}))
-    .into_response())
+    let mut body = super::openai::model_object(name);
+    body["name"] = json!(name);
+    body["ready"] = json!(ready);
+    body["model_version_status"] = json!([version_status]);
+    Ok(Json(body).into_response())
 }
 
 pub async fn status(
     State(s): State<SharedState>,
-    Path(name): Path<String>,
+    Params(name): Params<String>,
 ) -> Result<Response, ApiError> {
     status_body(&s, &name, None)
 }
 
 pub async fn status_version(
     State(s): State<SharedState>,
-    Path((name, version)): Path<(String, String)>,
+    Params((name, version)): Params<(String, String)>,
 ) -> Result<Response, ApiError> {
     status_body(&s, &name, Some(&version))
 }

@@ -2,13 +2,15 @@
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::json_numbers::parse_data;
+use super::path::Params;
+use super::ranges;
 use super::tensor::TensorData;
 use super::tensor::{Values, decode_binary, is_known_datatype};
 use super::v2_binary::{BinaryOut, split_body};
@@ -73,14 +75,14 @@ fn metadata(
 
 pub async fn model_metadata(
     State(s): State<SharedState>,
-    Path(name): Path<String>,
+    Params(name): Params<String>,
 ) -> Result<Json<Value>, ApiError> {
     metadata(&s, &name, None)
 }
 
 pub async fn model_metadata_version(
     State(s): State<SharedState>,
-    Path((name, version)): Path<(String, String)>,
+    Params((name, version)): Params<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     metadata(&s, &name, Some(&version))
 }
@@ -92,21 +94,21 @@ fn ready(state: &SharedState, name: &str, version: Option<&str>) -> Result<Json<
 
 pub async fn model_ready(
     State(s): State<SharedState>,
-    Path(name): Path<String>,
+    Params(name): Params<String>,
 ) -> Result<Json<Value>, ApiError> {
     ready(&s, &name, None)
 }
 
 pub async fn model_ready_version(
     State(s): State<SharedState>,
-    Path((name, version)): Path<(String, String)>,
+    Params((name, version)): Params<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     ready(&s, &name, Some(&version))
 }
 
 pub async fn infer(
     State(s): State<SharedState>,
-    Path(name): Path<String>,
+    Params(name): Params<String>,
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -116,7 +118,7 @@ pub async fn infer(
 
 pub async fn infer_version(
     State(s): State<SharedState>,
-    Path((name, version)): Path<(String, String)>,
+    Params((name, version)): Params<(String, String)>,
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -300,7 +302,7 @@ fn decode_input(
             }
             let (mine, rest) = binary.split_at(size);
             *binary = rest;
-            decode_binary(&datatype, mine)
+            decode_binary(&datatype, mine, &dims)
                 .map_err(|e| ApiError::bad(format!("input {name}: {e}")))?
         }
         (None, Some(t)) => {
@@ -318,7 +320,8 @@ fn decode_input(
                 }
                 _ => {}
             }
-            let integral = datatype.starts_with("INT") || datatype.starts_with("UINT");
+            let integral =
+                datatype.starts_with("INT") || datatype.starts_with("UINT") || datatype == "BOOL";
             if integral && t.saw_float {
                 return Err(ApiError::bad(format!(
                     "input {name}: datatype {datatype} needs integers"
@@ -328,6 +331,10 @@ fn decode_input(
                 return Err(ApiError::bad(format!(
                     "input {name}: booleans need datatype BOOL, not {datatype}"
                 )));
+            }
+            if let Values::Num(nums) = &t.values {
+                ranges::check(&datatype, &dims, &t.extremes, nums)
+                    .map_err(|e| ApiError::bad(format!("input {name}: {e}")))?;
             }
             if is_bytes && let Values::Num(_) = t.values {
                 Values::Bytes(Vec::new())

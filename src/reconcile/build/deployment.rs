@@ -2,7 +2,7 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction,
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction,
     HostPathVolumeSource, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe,
     SeccompProfile, SecurityContext, Volume, VolumeMount,
 };
@@ -16,8 +16,14 @@ use crate::reconcile::validate::{ModelSource, ValidModel};
 /// Where the model directory appears inside the server container.
 pub const MODEL_MOUNT_PATH: &str = "/mnt/models";
 const CACHE_MOUNT_PATH: &str = "/var/cache/sconce";
-/// Long enough for in-flight requests to finish after SIGTERM.
+/// Long enough for the drain below plus in-flight requests to finish after SIGTERM.
 const TERMINATION_GRACE_SECONDS: i64 = 30;
+/// After SIGTERM the server keeps answering (readiness failing, `Connection: close`) this long,
+/// while the endpoints controller and kube-proxy stop sending it new connections: a rollout or
+/// scale-down drops no request. A few seconds cover them; the rest of the grace period is for
+/// requests still in flight.
+const DRAIN_SECONDS: &str = "5";
+const DRAIN_ENV: &str = "SCONCE_DRAIN_SECONDS";
 
 /// The Deployment `<name>-<version>` serving one model version with `replicas` pods (the
 /// rollout decides: `spec.replicas`, or a canary's share).
@@ -60,7 +66,7 @@ pub fn deployment(
             protocol: Some("TCP".into()),
             ..Default::default()
         }]),
-        env: (!runtime.env.is_empty()).then_some(runtime.env),
+        env: Some(with_drain(runtime.env)),
         resources: runtime
             .resources
             .or_else(|| config.default_resources.clone()),
@@ -136,6 +142,18 @@ pub fn deployment(
     };
     auth::mount_api_key(&mut deployment, md.spec.auth.as_ref());
     deployment
+}
+
+/// The user's env, plus the drain period unless they set it themselves.
+fn with_drain(mut env: Vec<EnvVar>) -> Vec<EnvVar> {
+    if !env.iter().any(|e| e.name == DRAIN_ENV) {
+        env.push(EnvVar {
+            name: DRAIN_ENV.into(),
+            value: Some(DRAIN_SECONDS.into()),
+            ..Default::default()
+        });
+    }
+    env
 }
 
 fn http_probe(path: &str, period_seconds: i32, failure_threshold: i32) -> Probe {

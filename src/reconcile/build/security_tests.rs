@@ -67,11 +67,12 @@ fn the_api_key_is_a_read_only_file_for_the_server_and_nowhere_else() {
         .position(|a| a == "--api-key-file")
         .expect("--api-key-file");
     assert_eq!(args[at + 1], api_key_path());
-    // never through the environment
-    assert!(
-        server.env.is_none() && server.env_from.is_none(),
-        "{server:?}"
-    );
+    // never through the environment: no variable refers to a Secret or names the key
+    assert!(server.env_from.is_none(), "{server:?}");
+    for var in server.env.iter().flatten() {
+        assert!(var.value_from.is_none(), "{var:?}");
+        assert!(!var.name.contains("KEY"), "{var:?}");
+    }
     // the model mount is still there
     assert!(
         server

@@ -252,3 +252,36 @@ spec:
     let c = server_container(&deployment(&md, &model, &config(), owner(&md), 1));
     assert!(c.startup_probe.is_none());
 }
+
+#[test]
+fn servers_drain_before_they_stop_unless_told_otherwise() {
+    let md = fixture(FIXTURE);
+    let model = validate(&md).expect("valid");
+    let env = server_container(&deployment(&md, &model, &config(), owner(&md), 1))
+        .env
+        .expect("env");
+    let names: Vec<(&str, Option<&str>)> = env
+        .iter()
+        .map(|e| (e.name.as_str(), e.value.as_deref()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("SCONCE_MAX_BATCH_SIZE", Some("16")),
+            ("SCONCE_DRAIN_SECONDS", Some("5"))
+        ]
+    );
+    let mut own = md.clone();
+    if let Some(r) = own.spec.runtime.as_mut() {
+        r.env = vec![k8s_openapi::api::core::v1::EnvVar {
+            name: "SCONCE_DRAIN_SECONDS".into(),
+            value: Some("1".into()),
+            ..Default::default()
+        }];
+    }
+    let env = server_container(&deployment(&own, &model, &config(), owner(&own), 1))
+        .env
+        .expect("env");
+    assert_eq!(env.len(), 1);
+    assert_eq!(env[0].value.as_deref(), Some("1"));
+}

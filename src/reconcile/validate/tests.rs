@@ -263,3 +263,119 @@ fn ordinary_runtime_settings_pass() {
     );
     validate(&m).expect("valid");
 }
+
+fn with_rollout(rollout: &str) -> ModelDeployment {
+    md(&format!(
+        "apiVersion: sconce.dev/v1alpha1\nkind: ModelDeployment\n\
+         metadata: {{name: mnist, namespace: ml}}\nspec:\n  \
+         model: {{version: '1', uri: 'file:///m', format: sequential}}\n{rollout}"
+    ))
+}
+
+#[test]
+fn rollout_plans() {
+    use super::rollout::Step;
+    use std::time::Duration;
+    let m = validate(&with_rollout("")).expect("valid");
+    assert!(!m.rollout.is_canary(), "Immediate without steps");
+    assert_eq!(m.rollout.progress_deadline, Duration::from_secs(600));
+    let m = validate(&with_rollout(
+        "  rollout:\n    steps: [{setWeight: 10}, {pause: {duration: 1m30s}}, {setWeight: 60}, {pause: {}}]\n\
+         \x20   analysis: {interval: 10s, maxErrorRate: 0.02}\n    progressDeadline: 5m\n\
+         \x20   revisionHistoryLimit: 3\n  traffic: {httpRoute: mnist-route}\n",
+    ))
+    .expect("valid");
+    assert_eq!(
+        m.rollout.steps,
+        [
+            Step::SetWeight(10),
+            Step::Pause(Some(Duration::from_secs(90))),
+            Step::SetWeight(60),
+            Step::Pause(None)
+        ]
+    );
+    let a = m.rollout.analysis.expect("analysis");
+    assert_eq!(
+        (a.interval, a.min_requests, a.failure_limit),
+        (Duration::from_secs(10), 10, 2)
+    );
+    assert_eq!(m.rollout.progress_deadline, Duration::from_secs(300));
+    assert_eq!(m.rollout.history_limit, 3);
+    assert_eq!(m.rollout.http_route.as_deref(), Some("mnist-route"));
+}
+
+#[test]
+fn bad_rollouts_name_the_field() {
+    let cases = [
+        (
+            "  rollout: {steps: [{setWeight: 120}]}\n",
+            "spec.rollout.steps[0].setWeight",
+        ),
+        (
+            "  rollout: {steps: [{setWeight: -5}]}\n",
+            "spec.rollout.steps[0].setWeight",
+        ),
+        (
+            "  rollout: {steps: [{setWeight: 50}, {setWeight: 50}]}\n",
+            "spec.rollout.steps[1].setWeight",
+        ),
+        (
+            "  rollout: {steps: [{setWeight: 50}, {pause: {}}, {setWeight: 20}]}\n",
+            "spec.rollout.steps[2].setWeight",
+        ),
+        (
+            "  rollout: {steps: [{setWeight: 10, pause: {}}]}\n",
+            "spec.rollout.steps[0]",
+        ),
+        ("  rollout: {steps: [{}]}\n", "spec.rollout.steps[0]"),
+        (
+            "  rollout: {steps: [{pause: {duration: soon}}]}\n",
+            "spec.rollout.steps[0].pause.duration",
+        ),
+        (
+            "  rollout: {steps: [{setWeight: 10}], progressDeadline: 10}\n",
+            "spec.rollout.progressDeadline",
+        ),
+        ("  rollout: {strategy: Canary}\n", "spec.rollout.steps"),
+        (
+            "  rollout: {strategy: Immediate, steps: [{setWeight: 10}]}\n",
+            "spec.rollout.steps",
+        ),
+        (
+            "  rollout: {analysis: {maxErrorRate: 0.1}}\n",
+            "spec.rollout.analysis",
+        ),
+        (
+            "  rollout: {steps: [{setWeight: 10}], analysis: {interval: 30s}}\n",
+            "spec.rollout.analysis",
+        ),
+        (
+            "  rollout: {steps: [{setWeight: 10}], analysis: {interval: 100ms, maxErrorRate: 0.1}}\n",
+            "spec.rollout.analysis.interval",
+        ),
+        (
+            "  rollout: {steps: [{setWeight: 10}], analysis: {maxErrorRate: 2}}\n",
+            "spec.rollout.analysis.maxErrorRate",
+        ),
+        (
+            "  rollout: {steps: [{setWeight: 10}], analysis: {maxLatencyP99: fast}}\n",
+            "spec.rollout.analysis.maxLatencyP99",
+        ),
+        (
+            "  rollout: {steps: [{setWeight: 10}], analysis: {maxLatencyRatio: 0.5}}\n",
+            "spec.rollout.analysis.maxLatencyRatio",
+        ),
+        (
+            "  traffic: {httpRoute: Not_A_Route}\n",
+            "spec.traffic.httpRoute",
+        ),
+    ];
+    for (rollout, field) in cases {
+        let err = validate(&with_rollout(rollout)).expect_err(rollout);
+        assert_eq!(err.reason(), "InvalidRollout", "{rollout}: {err}");
+        assert!(
+            err.to_string().starts_with(&format!("{field} ")),
+            "{rollout}: {err}"
+        );
+    }
+}
