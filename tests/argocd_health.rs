@@ -1,8 +1,8 @@
 //! The Argo CD health check for ModelDeployments (`gitops/argocd/modeldeployment-health.lua`),
 //! run by a real Lua 5.1 interpreter (the language version Argo CD's gopher-lua speaks) on
 //! status objects the operator really wrote on the test plane: Progressing while a version rolls
-//! out, Healthy when it serves, Suspended while a canary waits at a pause, Degraded for a spec it
-//! cannot serve.
+//! out, Healthy when it serves, Suspended while a canary waits at a pause, Healthy again once it is
+//! promoted, Degraded for a spec it cannot serve.
 mod common;
 
 use std::path::PathBuf;
@@ -217,6 +217,23 @@ async fn health_of_real_status_objects() {
         message.starts_with("CanaryPaused: version 2 paused"),
         "{message}"
     );
+
+    // promoted: it finishes and serves version 2
+    kubectl_ok(
+        &["annotate", "-n", &ns, "mdep/mnist", "sconce.dev/promote=1"],
+        None,
+    );
+    wait_status(&client, &ns, "mnist", WAIT, "version 2 serving", |md| {
+        let s = md.status.clone().unwrap_or_default();
+        has_condition(md, "Ready", "True", "Available")
+            && s.current_version.as_deref() == Some("2")
+            && s.canary_version.is_none()
+    })
+    .await;
+    let (status, message) = health(&object(&ns, "mnist"));
+    println!("promoted: {status}: {message}");
+    assert_eq!(status, "Healthy", "{message}");
+    assert_eq!(message, "Available: version 2 serving: 1/1 replicas ready");
 
     // a spec that cannot be served
     kubectl_ok(
