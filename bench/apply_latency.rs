@@ -108,6 +108,8 @@ async fn main() -> Result<()> {
                 rollout: None,
                 traffic: None,
                 scaling: None,
+                auth: None,
+                network_policy: None,
             },
         );
         let started = Instant::now();

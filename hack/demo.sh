@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on an embedded default: a real local Kubernetes 1.20 (etcd, apiserver,
 # controller-manager, scheduler, and a node: kubelet + containerd + kube-proxy) in a network
-# namespace of its own, the Sconce operator, and an example ModelDeployment that runs the
+# namespace of its own, Sconce installed with its Helm chart (the operator runs in-cluster from
+# its image, two replicas with leader election), and an example ModelDeployment that runs the
 # sconce-server image on the node, becomes Ready and answers predictions through its Service.
 #
 #   hack/demo.sh            run, print the predictions, stop everything
@@ -31,18 +32,14 @@ command -v kubectl >/dev/null || bash hack/k8s.sh kubectl
 export PATH=$HOME/.cache/sconce/k8s-1.20.2/bin:$PATH
 bash hack/k8s.sh setup
 
-step "build sconce, sconce-server and sconce-train; the images"
+step "build sconce, sconce-server and sconce-train; the images; Helm (helm-sdkpy, cached)"
 cargo build -q -p sconce -p sconce-server -p sconce-train
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}/debug
 bash hack/images.sh "$TARGET" | grep -v '^/' || true
 
-rm -rf "$DEMO"; mkdir -p "$DEMO/logs"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  bash "$ROOT/hack/k8s.sh" stop "$DEMO/cluster"
-}
+rm -rf "$DEMO"; mkdir -p "$DEMO"
+# everything runs in the plane: stopping it stops all
+cleanup() { bash "$ROOT/hack/k8s.sh" stop "$DEMO/cluster"; }
 trap cleanup EXIT
 
 step "start Kubernetes: control plane and a node"
@@ -57,12 +54,14 @@ DIGITS=$(bash hack/fetch-digits.sh | tail -1)
 # the server runs as uid 65532 in its pod
 chmod -R a+rX "$DEMO/models"
 
-step "install the CRD and start the operator"
-kubectl apply -f crds/modeldeployments.sconce.dev.yaml 2>/dev/null
-kubectl wait --for=condition=Established crd/modeldeployments.sconce.dev --timeout=60s 2>/dev/null
-"$TARGET/sconce" --admin-addr 127.0.0.1:0 --server-image localhost/sconce-server:dev \
-  > "$DEMO/logs/operator.log" 2>&1 &
-pids+=($!)
+step "helm install sconce charts/sconce: the CRD and the operator (2 replicas, in-cluster, image localhost/sconce:dev)"
+HELM_PYTHONPATH=$(bash hack/fetch-helm.sh | tail -1)
+PYTHONPATH=$HELM_PYTHONPATH python3 hack/helm.py install sconce charts/sconce --namespace sconce-system \
+  --values-json '{"image": {"repository": "localhost/sconce", "tag": "dev"},
+                  "server": {"image": "localhost/sconce-server:dev"}}' \
+  | python3 -c 'import json, sys; r = json.load(sys.stdin); print("release", r["name"], "revision", r["revision"], r["status"])'
+kubectl -n sconce-system get pods -o wide 2>/dev/null
+echo "leader: $(kubectl -n sconce-system get lease sconce -o jsonpath='{.spec.holderIdentity}' 2>/dev/null)"
 
 step "kubectl apply -f examples/digits.yaml"
 sed "s|file:///var/lib/sconce/models/digits|file://$DEMO/models/digits|" examples/digits.yaml | kubectl apply -f - 2>/dev/null
@@ -93,6 +92,6 @@ PY
 step "done: ModelDeployment digits is Ready and answered through its Service"
 
 if [ "$KEEP" = "--keep" ]; then
-  echo "export KUBECONFIG=$KUBECONFIG   # then: kubectl get mdep; logs in $DEMO/logs. Ctrl-C stops."
+  echo "export KUBECONFIG=$KUBECONFIG   # then: kubectl get mdep; kubectl -n sconce-system logs deploy/sconce. Ctrl-C stops."
   while true; do sleep 3600; done
 fi

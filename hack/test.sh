@@ -26,6 +26,8 @@ command -v runc >/dev/null || need_apt+=(runc)
 [ -x /usr/lib/cni/bridge ] || need_apt+=(containernetworking-plugins)
 command -v iptables >/dev/null || need_apt+=(iptables)
 command -v conntrack >/dev/null || need_apt+=(conntrack)
+# the Argo CD health check (tests/argocd_health.rs): Argo CD runs Lua 5.1 (gopher-lua)
+command -v lua5.1 >/dev/null || need_apt+=(lua5.1)
 if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
 fi
@@ -45,6 +47,9 @@ if [ -f hack/fetch-smollm2.sh ] && [ -z "${SCONCE_SMOLLM2_DIR:-}" ]; then
 fi
 if [ -f hack/fetch-openai.sh ] && [ -z "${SCONCE_OPENAI_PYTHON:-}" ]; then
   SCONCE_OPENAI_PYTHON=$(bash hack/fetch-openai.sh | tail -1); export SCONCE_OPENAI_PYTHON
+fi
+if [ -f hack/fetch-helm.sh ] && [ -z "${SCONCE_HELM_PYTHONPATH:-}" ]; then
+  SCONCE_HELM_PYTHONPATH=$(bash hack/fetch-helm.sh | tail -1); export SCONCE_HELM_PYTHONPATH
 fi
 if [ -f hack/fetch-digits.sh ] && [ -z "${SCONCE_DIGITS_CSV:-}" ]; then
   SCONCE_DIGITS_CSV=$(bash hack/fetch-digits.sh | tail -1); export SCONCE_DIGITS_CSV

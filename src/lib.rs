@@ -3,6 +3,7 @@ pub mod admin;
 pub mod autoscale;
 pub mod crd;
 pub mod error;
+pub mod leader;
 pub mod metrics;
 pub mod reconcile;
 pub mod rollout;

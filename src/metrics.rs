@@ -6,9 +6,9 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use std::sync::atomic::AtomicU64;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
@@ -31,6 +31,8 @@ pub struct Metrics {
     pub desired_replicas: Family<ModelLabels, Gauge>,
     pub ready_replicas: Family<ModelLabels, Gauge>,
     pub scaling_metric: Family<ModelLabels, Gauge<f64, AtomicU64>>,
+    /// 1 while this replica holds the leader Lease (or runs without leader election).
+    pub leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -72,6 +74,12 @@ impl Default for Metrics {
             "The autoscaler's metric (concurrency or rps over all ready pods), stable-window average",
             scaling_metric.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica reconciles (holds the leader Lease)",
+            leader.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             reconciliations,
@@ -80,6 +88,7 @@ impl Default for Metrics {
             desired_replicas,
             ready_replicas,
             scaling_metric,
+            leader,
         }
     }
 }

@@ -32,6 +32,7 @@ async fn a_node_whose_kubelet_stops_is_reported() {
     let metrics = std::sync::Arc::new(sconce::metrics::Metrics::default());
     let config = sconce::reconcile::build::BuildConfig {
         server_image: TEST_SERVER_IMAGE.into(),
+        ..Default::default()
     };
     let operator = tokio::spawn(sconce::reconcile::run(
         client.clone(),

@@ -57,7 +57,11 @@ fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
 /// Replicas for `value` of the metric at `target` per replica.
 fn replicas_for(value: f64, target: f64) -> i32 {
     let r = (value / target).ceil();
-    if r.is_finite() { r.clamp(0.0, 1e6) as i32 } else { 0 }
+    if r.is_finite() {
+        r.clamp(0.0, 1e6) as i32
+    } else {
+        0
+    }
 }
 
 /// Decide the replica count at `now`, given the count in effect (`current`) and the ready pods.
@@ -68,7 +72,11 @@ pub fn decide(plan: &ScalingPlan, h: &mut History, now: f64, current: i32, ready
     while h.samples.front().is_some_and(|s| s.at <= now - stable_w) {
         h.samples.pop_front();
     }
-    let in_window = |w: f64| h.samples.iter().filter(move |s| s.at > now - w && s.at <= now);
+    let in_window = |w: f64| {
+        h.samples
+            .iter()
+            .filter(move |s| s.at > now - w && s.at <= now)
+    };
     let clamped = current.clamp(plan.min, plan.max);
     let Some(stable_avg) = mean(in_window(stable_w).map(|s| s.value)) else {
         return Decision {
@@ -109,7 +117,9 @@ pub fn decide(plan: &ScalingPlan, h: &mut History, now: f64, current: i32, ready
             ),
         )
     };
-    let cap = (f64::from(ready_n) * plan.max_scale_up_rate).ceil().min(1e6) as i32;
+    let cap = (f64::from(ready_n) * plan.max_scale_up_rate)
+        .ceil()
+        .min(1e6) as i32;
     if want > cap.max(current) {
         want = cap.max(current);
         reason.push_str(&format!(" (capped at {cap} by maxScaleUpRate)"));
@@ -117,11 +127,20 @@ pub fn decide(plan: &ScalingPlan, h: &mut History, now: f64, current: i32, ready
     // Scale down only to what has been asked for throughout the delay.
     let delay = plan.scale_down_delay.as_secs_f64();
     h.recommendations.push_back((now, want));
-    while h.recommendations.front().is_some_and(|(at, _)| *at <= now - delay) {
+    while h
+        .recommendations
+        .front()
+        .is_some_and(|(at, _)| *at <= now - delay)
+    {
         h.recommendations.pop_front();
     }
     if want < current {
-        let held = h.recommendations.iter().map(|(_, r)| *r).max().unwrap_or(want);
+        let held = h
+            .recommendations
+            .iter()
+            .map(|(_, r)| *r)
+            .max()
+            .unwrap_or(want);
         if held > want {
             reason.push_str(&format!(
                 " (holding {} for the {} scale-down delay)",

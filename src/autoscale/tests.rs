@@ -35,7 +35,10 @@ fn simulate(
     for t in 0..seconds {
         let ready = asked[asked.len() - 1 - startup];
         if let Some(v) = load(t) {
-            h.record(Sample { at: f64::from(t), value: v });
+            h.record(Sample {
+                at: f64::from(t),
+                value: v,
+            });
         }
         let d = decide(plan, &mut h, f64::from(t), desired, ready);
         desired = d.desired;
@@ -52,20 +55,30 @@ fn at(trace: &[(i32, i32, bool)], t: i32) -> i32 {
 #[test]
 fn a_step_in_load_is_followed_within_the_stable_window() {
     // 1 -> 45 concurrent requests at t=10: 5 replicas at target 10.
-    let trace = simulate(&plan(), 1, 120, 2, |t| Some(if t < 10 { 1.0 } else { 45.0 }));
+    let trace = simulate(&plan(), 1, 120, 2, |t| {
+        Some(if t < 10 { 1.0 } else { 45.0 })
+    });
     assert_eq!(at(&trace, 9), 1);
     // A 45x step is a spike too: panic mode gets there within the panic window.
     let reached = trace.iter().find(|(_, d, _)| *d >= 5).expect("reached 5").0;
     assert!(reached <= 16, "5 replicas at {reached}s");
     assert_eq!(at(&trace, 119), 5, "settles at 5");
-    assert!(trace.iter().all(|(_, d, _)| *d <= 5), "never overshoots a steady load");
+    assert!(
+        trace.iter().all(|(_, d, _)| *d <= 5),
+        "never overshoots a steady load"
+    );
 }
 
 #[test]
 fn a_gentle_rise_scales_on_the_stable_window_without_panic() {
     // From 30 to 50 over 120 s on 3 replicas: no spike (panic needs 2x the ready replicas).
-    let trace = simulate(&plan(), 3, 240, 2, |t| Some(30.0 + f64::from(t.min(120)) / 6.0));
-    assert!(trace.iter().all(|(_, _, p)| !p), "no panic on a gentle rise");
+    let trace = simulate(&plan(), 3, 240, 2, |t| {
+        Some(30.0 + f64::from(t.min(120)) / 6.0)
+    });
+    assert!(
+        trace.iter().all(|(_, _, p)| !p),
+        "no panic on a gentle rise"
+    );
     assert_eq!(at(&trace, 239), 5);
     let mut last = 0;
     for (t, d, _) in &trace {
@@ -77,10 +90,16 @@ fn a_gentle_rise_scales_on_the_stable_window_without_panic() {
 #[test]
 fn a_spike_triggers_panic_and_panic_only_scales_up() {
     // 20 steady (2 replicas), then 200 for 5 s, then 20 again.
-    let trace = simulate(&plan(), 2, 200, 2, |t| Some(if (60..65).contains(&t) { 200.0 } else { 20.0 }));
+    let trace = simulate(&plan(), 2, 200, 2, |t| {
+        Some(if (60..65).contains(&t) { 200.0 } else { 20.0 })
+    });
     let panic_start = trace.iter().find(|(_, _, p)| *p).expect("panic").0;
     assert!((60..=62).contains(&panic_start), "panic at {panic_start}");
-    assert!(at(&trace, 64) >= 10, "scaled up in the spike: {}", at(&trace, 64));
+    assert!(
+        at(&trace, 64) >= 10,
+        "scaled up in the spike: {}",
+        at(&trace, 64)
+    );
     // in panic (a stable window after the last spike sample) it never goes down
     let peak = at(&trace, 64);
     for t in 64..120 {
@@ -92,7 +111,9 @@ fn a_spike_triggers_panic_and_panic_only_scales_up() {
 
 #[test]
 fn load_that_stops_returns_to_min_after_the_delay() {
-    let trace = simulate(&plan(), 1, 200, 2, |t| Some(if t < 60 { 50.0 } else { 0.0 }));
+    let trace = simulate(&plan(), 1, 200, 2, |t| {
+        Some(if t < 60 { 50.0 } else { 0.0 })
+    });
     assert_eq!(at(&trace, 59), 5);
     // the stable window still remembers the load, then the delay holds a while
     assert!(at(&trace, 80) > 1, "{}", at(&trace, 80));
@@ -101,12 +122,18 @@ fn load_that_stops_returns_to_min_after_the_delay() {
 
 #[test]
 fn slow_decay_steps_down_without_flapping() {
-    let trace = simulate(&plan(), 1, 460, 2, |t| Some((100.0 - f64::from(t) / 4.0).max(5.0)));
+    let trace = simulate(&plan(), 1, 460, 2, |t| {
+        Some((100.0 - f64::from(t) / 4.0).max(5.0))
+    });
     let mut changes = 0;
     for w in trace.windows(2) {
         if w[0].1 != w[1].1 {
             changes += 1;
-            assert!(w[1].1 < w[0].1 || w[0].0 < 70, "went up during the decay at {}s", w[1].0);
+            assert!(
+                w[1].1 < w[0].1 || w[0].0 < 70,
+                "went up during the decay at {}s",
+                w[1].0
+            );
         }
     }
     assert!(changes <= 12, "{changes} changes");
@@ -121,7 +148,10 @@ fn noisy_metrics_do_not_flap() {
     let after_warmup: Vec<i32> = trace[60..].iter().map(|x| x.1).collect();
     let distinct: std::collections::BTreeSet<i32> = after_warmup.iter().copied().collect();
     assert!(distinct.len() <= 2, "flapped between {distinct:?}");
-    assert!(after_warmup.iter().all(|d| (3..=4).contains(d)), "{distinct:?}");
+    assert!(
+        after_warmup.iter().all(|d| (3..=4).contains(d)),
+        "{distinct:?}"
+    );
 }
 
 #[test]
@@ -141,7 +171,11 @@ fn a_metric_that_never_arrives_holds_the_starting_count() {
     let mut h = History::default();
     let d = decide(&plan(), &mut h, 0.0, 50, 50);
     assert_eq!(d.desired, 20, "clamped to maxReplicas even without samples");
-    assert!(d.reason.starts_with("no concurrency from the pods yet"), "{}", d.reason);
+    assert!(
+        d.reason.starts_with("no concurrency from the pods yet"),
+        "{}",
+        d.reason
+    );
 }
 
 #[test]
@@ -152,10 +186,17 @@ fn bounds_and_rate_limits() {
     p.stable_window = Duration::from_secs(6);
     // 1000 concurrent requests on 1 ready pod: at most 2x the ready pods per decision
     let mut h = History::default();
-    h.record(Sample { at: 0.0, value: 1000.0 });
+    h.record(Sample {
+        at: 0.0,
+        value: 1000.0,
+    });
     let d = decide(&p, &mut h, 0.0, 1, 1);
     assert_eq!(d.desired, 2);
-    assert!(d.reason.contains("capped at 2 by maxScaleUpRate"), "{}", d.reason);
+    assert!(
+        d.reason.contains("capped at 2 by maxScaleUpRate"),
+        "{}",
+        d.reason
+    );
     let d = decide(&p, &mut h, 1.0, 2, 2);
     assert_eq!(d.desired, 4);
     // never beyond maxReplicas, never below minReplicas

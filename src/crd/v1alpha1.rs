@@ -4,14 +4,15 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements, Toleration};
+use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 
-pub use super::scaling::{ScalingMetric, ScalingSpec, ScalingStatus};
 pub use super::rollout::{
     AnalysisSpec, AnalysisStatus, HistoryEntry, PauseStep, RolloutPhase, RolloutSpec,
     RolloutStatus, RolloutStep, RolloutStrategy, TrafficSpec, VersionFigures,
 };
+pub use super::scaling::{ScalingMetric, ScalingSpec, ScalingStatus};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -86,6 +87,14 @@ pub struct ModelDeploymentSpec {
     /// Autoscaling on live load (requests in flight or per second); without it `replicas` rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scaling: Option<ScalingSpec>,
+    /// Who may call the model's API: clients must present an API key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthSpec>,
+
+    /// Which pods may reach the serving pods: a NetworkPolicy `<name>` allowing only these
+    /// clients and the operator (it reads the pods' `/metrics`). Without it, nothing is restricted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_policy: Option<NetworkPolicySpec>,
 }
 
 fn default_replicas() -> i32 {
@@ -192,6 +201,52 @@ pub struct RuntimeSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: Option<i32>,
+}
+
+/// API key authentication: every route except `/v2/health/*` and `/metrics` then needs
+/// `Authorization: Bearer <key>` (OpenAI clients send their `api_key` so).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthSpec {
+    /// The Secret holding the key. It is mounted into the serving pods as a read-only file and
+    /// passed to the server as `--api-key-file`: never put in environment variables, arguments,
+    /// logs or events. The server reads it at start-up: after changing the key, restart the
+    /// pods (`kubectl rollout restart deployment/<name>-<version>`).
+    pub api_key_secret: ApiKeySecret,
+}
+
+/// A key of a Secret in the ModelDeployment's namespace.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeySecret {
+    /// Name of the Secret.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub name: String,
+
+    /// Key in the Secret whose value is the API key (default `api-key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub key: Option<String>,
+}
+
+impl ApiKeySecret {
+    pub fn key_or_default(&self) -> &str {
+        self.key.as_deref().unwrap_or("api-key")
+    }
+}
+
+/// The NetworkPolicy of the serving pods.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicySpec {
+    /// Clients allowed to reach the server's port, as NetworkPolicy peers (`podSelector`,
+    /// `namespaceSelector`, `ipBlock`). Empty: no client, only the operator. The cluster's
+    /// network plugin must enforce NetworkPolicies for this to take effect.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_from: Vec<NetworkPolicyPeer>,
 }
 
 /// Kubernetes' image pull policies.

@@ -7,11 +7,11 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
+use super::Context;
 use super::build::{DEFAULT_PORT, INSTANCE_LABEL};
 use super::scrape::{self, Baseline};
 use super::status::Transition;
 use super::validate::ValidModel;
-use super::Context;
 use crate::autoscale::{self, History, Sample};
 use crate::crd::{ModelDeployment, ScalingMetric, ScalingStatus};
 
@@ -30,7 +30,12 @@ pub struct Scaled {
 }
 
 /// `spec.replicas` without `spec.scaling`; else the autoscaler's decision from a fresh sample.
-pub async fn replicas(ctx: &Context, md: &ModelDeployment, model: &ValidModel, now: &Time) -> Scaled {
+pub async fn replicas(
+    ctx: &Context,
+    md: &ModelDeployment,
+    model: &ValidModel,
+    now: &Time,
+) -> Scaled {
     let Some(plan) = &model.scaling else {
         return Scaled {
             replicas: md.spec.replicas,
@@ -80,14 +85,21 @@ pub async fn replicas(ctx: &Context, md: &ModelDeployment, model: &ValidModel, n
     let changed = d.desired != current;
     let event = changed.then(|| {
         Transition::normal(
-            if d.desired > current { "ScaledUp" } else { "ScaledDown" },
+            if d.desired > current {
+                "ScaledUp"
+            } else {
+                "ScaledDown"
+            },
             format!("{current} -> {} replicas: {}", d.desired, d.reason),
         )
     });
     let last_change = if changed {
         Some(now.clone())
     } else {
-        previous.scaling.as_ref().and_then(|s| s.last_change.clone())
+        previous
+            .scaling
+            .as_ref()
+            .and_then(|s| s.last_change.clone())
     };
     let fmt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
     Scaled {

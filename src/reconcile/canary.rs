@@ -64,8 +64,18 @@ pub async fn verdict(
     };
     let (canary_readings, canary_ready) = read(&canary_pods).await;
     let (stable_readings, stable_ready) = read(&stable_pods).await;
-    let canary = scrape::traffic(&model.version, canary_ready, &canary_readings, &ctx.analysis_baseline);
-    let stable = scrape::traffic(stable_version, stable_ready, &stable_readings, &ctx.analysis_baseline);
+    let canary = scrape::traffic(
+        &model.version,
+        canary_ready,
+        &canary_readings,
+        &ctx.analysis_baseline,
+    );
+    let stable = scrape::traffic(
+        stable_version,
+        stable_ready,
+        &stable_readings,
+        &ctx.analysis_baseline,
+    );
     let verdict = if canary.baseline_only {
         Verdict::Inconclusive(
             "first scrape of the canary's pods: the baseline for the next interval".into(),

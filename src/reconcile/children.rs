@@ -140,6 +140,9 @@ pub async fn apply_all(
             });
         }
     }
+    if let Some(refusal) = super::network_policy::sync(ctx, md, model, owner).await? {
+        outcome.refuse(refusal);
+    }
     Ok(outcome)
 }
 
@@ -174,7 +177,7 @@ fn object_ref<K: NamespacedObject>(object: &K) -> ObjectRef<K> {
 }
 
 /// Server-side apply `object` unless a same-named object belongs to someone else.
-async fn apply_child<K>(
+pub(super) async fn apply_child<K>(
     ctx: &Context,
     store: &Store<K>,
     object: &K,

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -25,6 +26,7 @@ pub struct Stores {
     pub services: Store<Service>,
     pub endpoints: Store<Endpoints>,
     pub pods: Store<Pod>,
+    pub network_policies: Store<NetworkPolicy>,
 }
 
 impl Stores {
@@ -35,6 +37,7 @@ impl Stores {
         let _ = self.services.wait_until_ready().await;
         let _ = self.endpoints.wait_until_ready().await;
         let _ = self.pods.wait_until_ready().await;
+        let _ = self.network_policies.wait_until_ready().await;
     }
 }
 
@@ -105,17 +108,20 @@ pub async fn run(
     let (services, service_events) = cached_watch::<Service>(&client, ns);
     let (endpoints, endpoint_events) = cached_watch::<Endpoints>(&client, ns);
     let (pods, pod_events) = cached_watch::<Pod>(&client, ns);
+    let (network_policies, policy_events) = cached_watch::<NetworkPolicy>(&client, ns);
     let stores = Stores {
         deployments,
         services,
         endpoints,
         pods,
+        network_policies,
     };
     ready.store(true, Ordering::Relaxed);
     let ctx = Arc::new(Context::new(client, config, metrics, stores));
     Controller::new(mds, watcher::Config::default())
         .owns_stream(deployment_events)
         .owns_stream(service_events)
+        .owns_stream(policy_events)
         .watches_stream(endpoint_events, |e: Endpoints| owner_of(&e))
         .watches_stream(pod_events, |p: Pod| owner_of(&p))
         .shutdown_on_signal()

@@ -6,6 +6,7 @@ mod canary;
 mod children;
 mod controller;
 pub mod events;
+mod network_policy;
 pub mod observe;
 pub mod pods;
 pub mod scrape;
@@ -221,8 +222,14 @@ async fn reconcile_inner(md: &ModelDeployment, ctx: &Context) -> Result<Action> 
         namespace: namespace.clone(),
         name: model.instance.clone(),
     };
-    ctx.metrics.desired_replicas.get_or_create(&labels).set(i64::from(scaled.replicas));
-    ctx.metrics.ready_replicas.get_or_create(&labels).set(i64::from(desired.ready_replicas));
+    ctx.metrics
+        .desired_replicas
+        .get_or_create(&labels)
+        .set(i64::from(scaled.replicas));
+    ctx.metrics
+        .ready_replicas
+        .get_or_create(&labels)
+        .set(i64::from(desired.ready_replicas));
     if let Some(m) = scaled.metric {
         ctx.metrics.scaling_metric.get_or_create(&labels).set(m);
     }

@@ -73,7 +73,9 @@ impl Scraper {
         {
             let latest = self.latest();
             for pod in pods.iter().filter(|p| is_ready(p)) {
-                let Some(uid) = pod.metadata.uid.clone() else { continue };
+                let Some(uid) = pod.metadata.uid.clone() else {
+                    continue;
+                };
                 match latest.get(&uid) {
                     Some(r) if now.duration_since(r.at) < FRESH => readings.push(r.clone()),
                     _ => ask.push((uid, pod)),
@@ -144,7 +146,12 @@ pub struct Scraped {
     pub baseline_only: bool,
 }
 
-pub fn traffic(version: &str, pods_ready: usize, readings: &[Reading], baseline: &Baseline) -> Scraped {
+pub fn traffic(
+    version: &str,
+    pods_ready: usize,
+    readings: &[Reading],
+    baseline: &Baseline,
+) -> Scraped {
     let deltas = baseline.deltas(readings);
     let mut total = Counters::default();
     for d in &deltas {

@@ -195,6 +195,7 @@ impl Operator {
         let metrics = Arc::new(Metrics::default());
         let config = reconcile::build::BuildConfig {
             server_image: TEST_SERVER_IMAGE.into(),
+            ..Default::default()
         };
         let (c, ns, m) = (client.clone(), namespace.to_string(), metrics.clone());
         let handle = tokio::spawn(async move {
@@ -314,4 +315,16 @@ pub async fn wait_event(client: &Client, ns: &str, name: &str, type_: &str, reas
 /// `kubectl describe` of a ModelDeployment (printed by tests, for humans reading the log).
 pub fn describe(ns: &str, name: &str) -> String {
     kubectl_ok(&["describe", "-n", ns, "modeldeployment", name], None)
+}
+
+/// The ClusterIP of Service `name` (the host reaches it through the plane's kube-proxy).
+pub async fn cluster_ip(client: &Client, ns: &str, name: &str) -> String {
+    let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), ns);
+    services
+        .get(name)
+        .await
+        .expect("Service")
+        .spec
+        .and_then(|s| s.cluster_ip)
+        .expect("ClusterIP")
 }

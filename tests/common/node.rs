@@ -88,3 +88,70 @@ pub fn cgroup_value(pid: u32, controller: &str, file: &str) -> Option<String> {
         .ok()
         .map(|v| v.trim().to_string())
 }
+
+/// What the kubelet enforced on a restricted container (non-root 65532, no privilege escalation,
+/// seccomp RuntimeDefault, no capabilities, read-only root), read from its process; its PID.
+pub fn check_restricted_process(pod: &Pod, container: &str) -> u32 {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let id = container_id(pod, container).expect("container id");
+    let pid = container_pid(&id).unwrap_or_else(|| panic!("{name}: no task for {id}"));
+    let uid = proc_status(pid, "Uid");
+    assert!(
+        uid.split_whitespace().all(|u| u == "65532"),
+        "{name}: Uid {uid}"
+    );
+    assert_eq!(
+        proc_status(pid, "NoNewPrivs"),
+        "1",
+        "{name}: privilege escalation"
+    );
+    assert_eq!(
+        proc_status(pid, "Seccomp"),
+        "2",
+        "{name}: seccomp filter (RuntimeDefault)"
+    );
+    assert_eq!(
+        proc_status(pid, "CapEff"),
+        "0000000000000000",
+        "{name}: capabilities"
+    );
+    assert_eq!(
+        proc_status(pid, "CapPrm"),
+        "0000000000000000",
+        "{name}: capabilities"
+    );
+    let root = mount_options(pid, "/").expect("root mount");
+    assert!(
+        root.split(',').any(|o| o == "ro"),
+        "{name}: root filesystem {root}"
+    );
+    pid
+}
+
+/// What the kubelet enforced on one server container of examples/mnist.yaml, read from its
+/// process.
+pub fn check_container_restrictions(pod: &Pod) {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let pid = check_restricted_process(pod, "server");
+    let model = mount_options(pid, "/mnt/models").expect("model mount");
+    assert!(
+        model.split(',').any(|o| o == "ro"),
+        "{name}: model mount {model}"
+    );
+    // examples/mnist.yaml: limits.memory 512Mi, requests.cpu 100m
+    assert_eq!(
+        cgroup_value(pid, "memory", "memory.limit_in_bytes").as_deref(),
+        Some("536870912"),
+        "{name}: memory limit"
+    );
+    assert_eq!(
+        cgroup_value(pid, "cpu", "cpu.shares").as_deref(),
+        Some("102"),
+        "{name}: cpu request"
+    );
+    let policy = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers[0].termination_message_policy.clone());
+    assert_eq!(policy.flatten().as_deref(), Some("FallbackToLogsOnError"));
+}

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{BuildConfig, DEFAULT_PORT, labels};
+use super::{BuildConfig, DEFAULT_PORT, auth, labels};
 use crate::crd::{ModelDeployment, ModelFormat};
 use crate::reconcile::validate::{ModelSource, ValidModel};
 
@@ -67,7 +67,9 @@ pub fn deployment(
             ..Default::default()
         }]),
         env: Some(with_drain(runtime.env)),
-        resources: runtime.resources,
+        resources: runtime
+            .resources
+            .or_else(|| config.default_resources.clone()),
         // Language models can take minutes to fetch and load: liveness and readiness wait for
         // the model, and a load that never finishes (10 min) restarts the container.
         startup_probe: (model.format == ModelFormat::Gguf)
@@ -96,7 +98,7 @@ pub fn deployment(
     };
 
     let pod_labels = labels::pod_labels(model);
-    Deployment {
+    let mut deployment = Deployment {
         metadata: ObjectMeta {
             name: Some(model.deployment_name.clone()),
             namespace: Some(model.namespace.clone()),
@@ -137,7 +139,9 @@ pub fn deployment(
             ..Default::default()
         },
         ..Default::default()
-    }
+    };
+    auth::mount_api_key(&mut deployment, md.spec.auth.as_ref());
+    deployment
 }
 
 /// The user's env, plus the drain period unless they set it themselves.

@@ -25,6 +25,7 @@ fn fixture(yaml: &str) -> ModelDeployment {
 fn config() -> BuildConfig {
     BuildConfig {
         server_image: "registry.example/sconce-server:9.9".into(),
+        ..Default::default()
     }
 }
 

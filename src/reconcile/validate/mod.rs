@@ -10,6 +10,7 @@ use thiserror::Error;
 
 use crate::crd::{ModelDeployment, ModelFormat};
 pub use k8s_rules::{dns1035_label, dns1123_label};
+pub use runtime::check_resources;
 
 /// Longest Deployment name we create: leaves room for the ReplicaSet hash and pod suffix so pod
 /// names stay valid DNS labels.

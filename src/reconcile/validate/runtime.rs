@@ -48,7 +48,7 @@ pub fn check(runtime: &RuntimeSpec) -> Result<(), ValidationError> {
 
 const STANDARD_RESOURCES: &[&str] = &["cpu", "memory", "ephemeral-storage"];
 
-fn check_resources(resources: &ResourceRequirements) -> Result<(), ValidationError> {
+pub fn check_resources(resources: &ResourceRequirements) -> Result<(), ValidationError> {
     let mut parsed: [BTreeMap<&str, f64>; 2] = Default::default();
     for (i, (kind, list)) in [
         ("requests", &resources.requests),

@@ -59,15 +59,27 @@ pub fn plan(spec: &ScalingSpec) -> Result<ScalingPlan, ValidationError> {
     if !(target > 0.0 && target.is_finite()) {
         return Err(invalid("target", target, "must be greater than 0"));
     }
-    let stable_window = window("stableWindow", spec.stable_window.as_deref(), Duration::from_secs(60))?;
-    let panic_window = window("panicWindow", spec.panic_window.as_deref(), Duration::from_secs(6))?;
+    let stable_window = window(
+        "stableWindow",
+        spec.stable_window.as_deref(),
+        Duration::from_secs(60),
+    )?;
+    let panic_window = window(
+        "panicWindow",
+        spec.panic_window.as_deref(),
+        Duration::from_secs(6),
+    )?;
     let scale_down_delay = window(
         "scaleDownDelay",
         spec.scale_down_delay.as_deref(),
         Duration::from_secs(30),
     )?;
     if stable_window < Duration::from_secs(2) {
-        return Err(invalid("stableWindow", duration::format(stable_window), "must be at least 2s"));
+        return Err(invalid(
+            "stableWindow",
+            duration::format(stable_window),
+            "must be at least 2s",
+        ));
     }
     if panic_window.is_zero() || panic_window > stable_window {
         return Err(invalid(
@@ -78,11 +90,19 @@ pub fn plan(spec: &ScalingSpec) -> Result<ScalingPlan, ValidationError> {
     }
     let panic_threshold = spec.panic_threshold.unwrap_or(2.0);
     if !(panic_threshold >= 1.0 && panic_threshold.is_finite()) {
-        return Err(invalid("panicThreshold", panic_threshold, "must be at least 1"));
+        return Err(invalid(
+            "panicThreshold",
+            panic_threshold,
+            "must be at least 1",
+        ));
     }
     let max_scale_up_rate = spec.max_scale_up_rate.unwrap_or(1000.0);
     if !(max_scale_up_rate > 1.0 && max_scale_up_rate.is_finite()) {
-        return Err(invalid("maxScaleUpRate", max_scale_up_rate, "must be greater than 1"));
+        return Err(invalid(
+            "maxScaleUpRate",
+            max_scale_up_rate,
+            "must be greater than 1",
+        ));
     }
     Ok(ScalingPlan {
         min,
