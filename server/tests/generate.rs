@@ -422,7 +422,8 @@ async fn metrics_and_a_disconnect_freeing_its_sequence() {
 /// --queue-timeout-ms and gets 429; one that could never fit gets 400 at once.
 #[tokio::test]
 async fn full_kv_cache_waits_then_refuses() {
-    let bytes = (46_080 * 300).to_string();
+    // 23,040 bytes per token: 30 layers × 2 × 192 f16 values.
+    let bytes = (23_040 * 300).to_string();
     let s = start(&["--kv-cache-bytes", &bytes, "--queue-timeout-ms", "400"]).await;
     let hold = s
         .client

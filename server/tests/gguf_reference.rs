@@ -4,12 +4,13 @@
 //! make_smollm2_reference.py with llama-cpp-python). Then batched decoding — sequences joining
 //! and leaving at different steps, prompts read in chunks — against one sequence at a time.
 //!
-//! Single-token logits equal llama.cpp's to 1e-5 (same quantized products, `qmatmul.rs`), but
-//! attention is not bit-identical, and this model moves whole logits by 0.1–0.35 on f16
-//! rounding details there (llama.cpp's own flash-attention setting moves them as much). So a
-//! continuation may leave llama.cpp's where llama.cpp itself chose by a hair: the test requires
-//! every first token identical and any divergence to fall on a step llama.cpp decided by less
-//! than `NEAR_TIE` logits, and prints each divergence with both margins.
+//! The server computes what llama.cpp's CPU backend computes, bit for bit (quantized products
+//! `qmatmul.rs`, attention `attention.rs`, the rest `ops.rs`): the logits of every step equal
+//! llama.cpp's exactly, so the continuations are identical even where llama.cpp itself picks
+//! its token by a few hundredths of a logit (several of these prompts do). The issue's
+//! criterion is weaker — every first token identical and at least 4 of 5 continuations — and
+//! is what fails first if the arithmetic drifts; the exact logits are checked too, and any
+//! divergence is printed with both margins.
 
 mod common;
 
@@ -49,9 +50,6 @@ struct RefMessage {
     content: String,
 }
 
-/// Top-2 logit margins below this are within implementation noise (see the module doc).
-const NEAR_TIE: f64 = 0.25;
-
 fn reference() -> Reference {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -67,7 +65,7 @@ fn load() -> GgufModel {
 
 /// Greedy tokens of one sequence alone (whole prompt in one step), with each step's logits.
 fn greedy(model: &GgufModel, prompt: &[u32], steps: usize) -> (Vec<u32>, Vec<Vec<f32>>) {
-    let mut cache = KvCache::new(&model.llama.cfg, prompt.len() + steps);
+    let mut cache = KvCache::new(&model.llama.cfg, prompt.len(), prompt.len() + steps);
     let mut tokens = Vec::new();
     let mut all = Vec::new();
     let mut input = prompt.to_vec();
@@ -119,6 +117,7 @@ fn greedy_decoding_matches_llama_cpp() {
         .as_ref()
         .expect("SmolLM2 ships a chat template");
     let mut identical = 0;
+    let mut exact_steps = 0;
     for case in &reference.cases {
         if let Some(messages) = &case.messages {
             let messages: Vec<Message> = messages
@@ -139,37 +138,52 @@ fn greedy_decoding_matches_llama_cpp() {
         assert_eq!(prompt, case.prompt_tokens, "{}: prompt tokens", case.name);
         let (tokens, logits) = greedy(&model, &prompt, case.tokens.len());
         assert_eq!(tokens[0], case.tokens[0], "{}: first token", case.name);
-        match tokens.iter().zip(&case.tokens).position(|(a, b)| a != b) {
-            None => {
-                assert_eq!(tokens.len(), case.tokens.len());
-                identical += 1;
-                eprintln!("{}: {} tokens identical", case.name, tokens.len());
-            }
-            Some(i) => {
-                let (ours_a, la, ours_b, lb) = top2(&logits[i]);
-                let (ref_a, ra, ref_b, rb) = case.top2[i];
-                assert!(
-                    ra - rb < NEAR_TIE,
-                    "{}: diverged at token {i} where llama.cpp's margin is {:.3}",
-                    case.name,
-                    ra - rb
-                );
-                eprintln!(
-                    "{}: first divergence at token {i}: sconce {ours_a} ({la:.4}) over {ours_b} ({lb:.4}), margin {:.4}; llama.cpp {ref_a} ({ra:.4}) over {ref_b} ({rb:.4}), margin {:.4}",
-                    case.name,
-                    la - lb,
-                    ra - rb
-                );
-            }
+        let agree = tokens
+            .iter()
+            .zip(&case.tokens)
+            .take_while(|(a, b)| a == b)
+            .count();
+        // Up to the first divergence the inputs are the same, so the logits must be too. (The
+        // fixture's numbers are f32 values; serde_json may parse them 1 f64 ulp off, which the
+        // conversion back to f32 undoes.)
+        for (step, l) in logits.iter().enumerate().take(agree) {
+            let (a, la, b, lb) = top2(l);
+            let (ra, rla, rb, rlb) = case.top2[step];
+            assert_eq!(
+                (a, la, b, lb),
+                (ra, rla as f32, rb, rlb as f32),
+                "{}: step {step}: top-2 logits differ from llama.cpp's",
+                case.name
+            );
+            exact_steps += 1;
+        }
+        if agree == case.tokens.len() && tokens.len() == case.tokens.len() {
+            identical += 1;
+            eprintln!("{}: {} tokens identical", case.name, tokens.len());
+        } else {
+            let i = agree;
+            let (ours_a, la, ours_b, lb) = top2(&logits[i]);
+            let (ref_a, ra, ref_b, rb) = case.top2[i];
+            eprintln!(
+                "{}: first divergence at token {i}: sconce {ours_a} ({la:.4}) over {ours_b} ({lb:.4}), margin {:.4}; llama.cpp {ref_a} ({ra:.4}) over {ref_b} ({rb:.4}), margin {:.4}",
+                case.name,
+                la - lb,
+                ra - rb
+            );
         }
     }
     eprintln!(
-        "{identical} of {} continuations identical to llama.cpp's",
+        "{identical} of {} continuations identical to llama.cpp's; top-2 logits bit-identical at all {exact_steps} steps before any divergence",
         reference.cases.len()
+    );
+    assert_eq!(reference.cases.len(), 5);
+    assert!(
+        identical >= 4,
+        "only {identical} of 5 continuations identical to llama.cpp's"
     );
 }
 
-/// One token (no attention mixing): the same logits as llama.cpp to float rounding.
+/// One token (no attention mixing): the same logits as llama.cpp, bit for bit.
 #[test]
 fn single_token_logits_equal_llama_cpps() {
     let reference = reference();
@@ -177,11 +191,8 @@ fn single_token_logits_equal_llama_cpps() {
     let s = &reference.single_token;
     let (_, logits) = greedy(&model, &s.tokens, 1);
     for (id, want) in &s.logits {
-        let got = f64::from(logits[0][*id as usize]);
-        assert!(
-            (got - want).abs() < 1e-3,
-            "token {id}: {got} vs llama.cpp {want}"
-        );
+        let got = logits[0][*id as usize];
+        assert_eq!(got, *want as f32, "token {id}: {got} vs llama.cpp {want}");
     }
 }
 
@@ -221,7 +232,7 @@ fn batched_decoding_equals_one_sequence_at_a_time() {
                     i,
                     Seq {
                         prompt: p.clone(),
-                        cache: KvCache::new(&model.llama.cfg, p.len() + lengths[i]),
+                        cache: KvCache::new(&model.llama.cfg, p.len(), p.len() + lengths[i]),
                         out: Vec::new(),
                         want: lengths[i],
                     },

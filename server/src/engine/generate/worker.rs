@@ -175,7 +175,7 @@ impl<F: Fn(u32) -> bool> Worker<F> {
             self.kv.reserved += reserved;
             self.seeds = self.seeds.wrapping_add(0x9E37_79B9_7F4A_7C15);
             self.running.push(Running {
-                cache: KvCache::new(&self.llama.cfg, reserved),
+                cache: KvCache::new(&self.llama.cfg, job.request.prompt.len(), reserved),
                 sampler: Sampler::new(job.request.sampling, self.seeds),
                 reserved,
                 generated: 0,

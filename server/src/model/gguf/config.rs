@@ -38,9 +38,9 @@ impl LlamaConfig {
         self.n_head_kv * self.head_dim
     }
 
-    /// KV cache bytes one token costs over all layers (f32 keys and values).
+    /// KV cache bytes one token costs over all layers (f16 keys and values).
     pub fn kv_bytes_per_token(&self) -> usize {
-        2 * self.n_layer * self.kv_dim() * std::mem::size_of::<f32>()
+        2 * self.n_layer * self.kv_dim() * std::mem::size_of::<half::f16>()
     }
 }
 
@@ -225,7 +225,7 @@ mod tests {
         assert_eq!(c.rope_base, 100000.0);
         assert_eq!(c.rope_linear_scale, 1.0);
         assert_eq!(c.context_length, 8192);
-        assert_eq!(c.kv_bytes_per_token(), 2 * 30 * 192 * 4);
+        assert_eq!(c.kv_bytes_per_token(), 2 * 30 * 192 * 2);
     }
 
     #[test]

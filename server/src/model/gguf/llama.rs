@@ -15,8 +15,9 @@ use anyhow::{Context, bail};
 use candle_core::quantized::{GgmlDType, QTensor, ggml_file, gguf_file};
 use candle_core::{Device, Tensor};
 
+use super::attention::{self, Heads, Kernel, KvLayer};
 use super::config::LlamaConfig;
-use super::ops::{self, Heads};
+use super::ops;
 use super::qmatmul::{self, QMatrix};
 
 /// The weights of one matrix: our llama.cpp-exact kernel for the types it has
@@ -125,28 +126,43 @@ struct Layer {
     down: Linear,
 }
 
-/// One sequence's keys and values: per layer, `len` rows of `kv_dim` each.
+/// One sequence's keys and values (f16, as llama.cpp caches them): per layer, room for a fixed
+/// number of positions.
 pub struct KvCache {
-    k: Vec<Vec<f32>>,
-    v: Vec<Vec<f32>>,
+    layers: Vec<KvLayer>,
     len: usize,
+    /// llama.cpp reads a prompt of several tokens as one batch, and its attention products sum
+    /// in another order for a batch than for one token (`attention::Kernel`): the prompt's rows
+    /// follow the batch order however this server chunks them.
+    prompt_len: usize,
+}
+
+fn heads(cfg: &LlamaConfig) -> Heads {
+    Heads {
+        n_head: cfg.n_head,
+        n_head_kv: cfg.n_head_kv,
+        head_dim: cfg.head_dim,
+    }
 }
 
 impl KvCache {
-    /// Room for `tokens` positions is reserved up front (address space; pages are touched as
-    /// the sequence grows), so appending never copies the cache.
-    pub fn new(cfg: &LlamaConfig, tokens: usize) -> Self {
-        let per_layer = tokens * cfg.kv_dim();
-        let make = || {
-            (0..cfg.n_layer)
-                .map(|_| Vec::with_capacity(per_layer))
-                .collect()
-        };
+    /// A cache for a sequence whose prompt is `prompt_len` tokens, with room for `tokens`
+    /// positions allocated up front (zeroed memory: pages are touched as the sequence grows),
+    /// so appending never copies the cache.
+    pub fn new(cfg: &LlamaConfig, prompt_len: usize, tokens: usize) -> Self {
         KvCache {
-            k: make(),
-            v: make(),
+            layers: (0..cfg.n_layer)
+                .map(|_| KvLayer::new(heads(cfg), tokens))
+                .collect(),
             len: 0,
+            prompt_len,
         }
+    }
+
+    /// The product order of llama.cpp's attention for `rows` rows from position `len`.
+    fn kernel(&self, rows: usize) -> Kernel {
+        let reading_prompt = self.len < self.prompt_len && self.prompt_len >= 2;
+        Kernel::for_rows(if reading_prompt { rows.max(2) } else { rows })
     }
 
     /// Positions cached.
@@ -321,16 +337,12 @@ impl Llama {
             }
         }
 
-        let heads = Heads {
-            n_head: cfg.n_head,
-            n_head_kv: cfg.n_head_kv,
-            head_dim: cfg.head_dim,
-        };
+        let heads = heads(cfg);
         let qkv_width = q_dim + 2 * kv_dim;
         let mut h = vec![0f32; rows * d];
         let mut attn = vec![0f32; rows * q_dim];
         let mut act = vec![0f32; rows * cfg.n_ff];
-        let mut scores = Vec::new();
+        let mut scratch = attention::Scratch::default();
         for (l, layer) in self.layers.iter().enumerate() {
             ops::rms_norm_rows(&x, &layer.attn_norm, cfg.rms_eps, &mut h);
             let mut qkv = layer.qkv.forward(&h, rows)?;
@@ -340,27 +352,29 @@ impl Llama {
                 ops::rope_row(&mut row[q_dim..q_dim + kv_dim], cfg.head_dim, c, s);
             }
             let mut r0 = 0;
+            let mut q = Vec::new();
             for s in seqs.iter_mut() {
                 let n = s.tokens.len();
-                let (k_cache, v_cache) = (&mut s.cache.k[l], &mut s.cache.v[l]);
-                let mut q = Vec::with_capacity(n * q_dim);
-                for row in qkv[r0 * qkv_width..(r0 + n) * qkv_width].chunks_exact(qkv_width) {
+                let start = s.cache.len;
+                let kernel = s.cache.kernel(n);
+                let cache = &mut s.cache.layers[l];
+                q.clear();
+                for (i, row) in qkv[r0 * qkv_width..(r0 + n) * qkv_width]
+                    .chunks_exact(qkv_width)
+                    .enumerate()
+                {
                     q.extend_from_slice(&row[..q_dim]);
-                    k_cache.extend(
-                        row[q_dim..q_dim + kv_dim]
-                            .iter()
-                            .map(|x| ops::f16_round(*x)),
-                    );
-                    v_cache.extend(row[q_dim + kv_dim..].iter().map(|x| ops::f16_round(*x)));
+                    let (k, v) = row[q_dim..].split_at(kv_dim);
+                    cache.store(heads, start + i, k, v);
                 }
-                ops::attention(
+                attention::attention(
                     &q,
-                    k_cache,
-                    v_cache,
-                    s.cache.len,
+                    cache,
+                    start,
                     heads,
+                    kernel,
                     &mut attn[r0 * q_dim..(r0 + n) * q_dim],
-                    &mut scores,
+                    &mut scratch,
                 );
                 r0 += n;
             }

@@ -1,7 +1,9 @@
 //! `gguf`: one quantized decoder-only model file (llama.cpp's format) holding the weights, the
 //! tokenizer and the chat template. See docs/model-format.md.
 
+mod attention;
 pub mod config;
+mod ggml;
 pub mod llama;
 mod ops;
 mod qmatmul;

@@ -1,18 +1,19 @@
-//! The decoder's element-wise loops: RMS norm, rotary embeddings, SwiGLU and attention over a
-//! sequence's KV cache. Matrix products are candle's quantized kernels (`llama.rs`); these run
-//! in place on plain slices, compiled for AVX-512 / AVX2 / baseline like `model/kernels.rs`.
+//! The decoder's element-wise loops: RMS norm, rotary embeddings and SwiGLU, with llama.cpp's
+//! arithmetic (its roundings and fused multiply-adds, `ggml.rs`), so the numbers match its bit
+//! for bit. Attention is `attention.rs`, matrix products `qmatmul.rs`. Compiled for AVX-512 /
+//! AVX2 / baseline like `model/kernels.rs`.
 
 use multiversion::multiversion;
 
-use crate::model::kernels::{dot, exp_nonpositive};
+use super::ggml;
 
-/// `out[r] = x[r] / rms(x[r]) * weight` for each `weight.len()`-wide row. The mean of squares
-/// is summed in f64, as ggml does.
+/// `out[r] = x[r] / rms(x[r]) * weight` for each `weight.len()`-wide row. As ggml: squares in
+/// f32, summed in order in f64.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
 pub fn rms_norm_rows(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     let n = weight.len();
     for (row, dst) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
-        let sum: f64 = row.iter().map(|v| f64::from(*v) * f64::from(*v)).sum();
+        let sum: f64 = row.iter().map(|v| f64::from(v * v)).sum();
         let mean = (sum / n as f64) as f32;
         let scale = 1.0 / (mean + eps).sqrt();
         for ((d, v), w) in dst.iter_mut().zip(row).zip(weight) {
@@ -23,7 +24,8 @@ pub fn rms_norm_rows(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
 
 /// Cosines and sines of the rotary angles for one position: `rope_dim / 2` of each, computed
 /// the way ggml's `rope` (mode 0, used by llama) does: `theta_i = p * base^(-2i/d)` built by
-/// repeated multiplication in f32, divided by the per-pair frequency factor if the model has one.
+/// repeated multiplication in f32, divided by the per-pair frequency factor if the model has one
+/// and multiplied by `freq_scale` (`1 / linear_scale`, in f32 as llama.cpp computes it).
 pub fn rope_angles(
     position: usize,
     rope_dim: usize,
@@ -34,10 +36,11 @@ pub fn rope_angles(
     sin: &mut [f32],
 ) {
     let theta_scale = base.powf(-2.0 / rope_dim as f32);
+    let freq_scale = 1.0 / linear_scale;
     let mut theta = position as f32;
     for i in 0..rope_dim / 2 {
         let factor = freq_factors.and_then(|f| f.get(i).copied()).unwrap_or(1.0);
-        let angle = theta / factor / linear_scale;
+        let angle = freq_scale * (theta / factor);
         cos[i] = angle.cos();
         sin[i] = angle.sin();
         theta *= theta_scale;
@@ -45,19 +48,22 @@ pub fn rope_angles(
 }
 
 /// Rotates adjacent pairs `(2i, 2i+1)` of the first `2 * cos.len()` values of every
-/// `head_dim`-wide head in `row` (GGUF llama weights are permuted for this pairing).
+/// `head_dim`-wide head in `row` (GGUF llama weights are permuted for this pairing). GCC
+/// contracts ggml's `x0*cos - x1*sin` into a fused multiply-add of the first product; so does
+/// this.
 pub fn rope_row(row: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) {
     for head in row.chunks_exact_mut(head_dim) {
         for (i, (c, s)) in cos.iter().zip(sin).enumerate() {
             let x0 = head[2 * i];
             let x1 = head[2 * i + 1];
-            head[2 * i] = x0 * c - x1 * s;
-            head[2 * i + 1] = x0 * s + x1 * c;
+            head[2 * i] = x0.mul_add(*c, -(x1 * s));
+            head[2 * i + 1] = x0.mul_add(*s, x1 * c);
         }
     }
 }
 
-/// SwiGLU on rows of `[gate | up]` (`2 * n_ff` wide): `out = silu(gate) * up`.
+/// SwiGLU on rows of `[gate | up]` (`2 * n_ff` wide): `out = silu(gate) * up`, with ggml's
+/// vector SiLU.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
 pub fn swiglu_rows(gate_up: &[f32], n_ff: usize, out: &mut [f32]) {
     for (row, dst) in gate_up
@@ -66,83 +72,7 @@ pub fn swiglu_rows(gate_up: &[f32], n_ff: usize, out: &mut [f32]) {
     {
         let (gate, up) = row.split_at(n_ff);
         for ((d, g), u) in dst.iter_mut().zip(gate).zip(up) {
-            *d = g / (1.0 + (-g).exp()) * u;
-        }
-    }
-}
-
-/// `x` rounded to the nearest f16. llama.cpp keeps keys and values in f16 and multiplies in
-/// f16 (queries and attention weights rounded on the way in); doing the same keeps greedy
-/// decoding on its tokens where two candidates are close.
-#[inline(always)]
-pub fn f16_round(x: f32) -> f32 {
-    half::f16::from_f32(x).to_f32()
-}
-
-/// Shapes of one attention call.
-#[derive(Debug, Clone, Copy)]
-pub struct Heads {
-    pub n_head: usize,
-    pub n_head_kv: usize,
-    pub head_dim: usize,
-}
-
-/// Causal attention of `n` query rows at positions `start .. start + n` of one sequence over its
-/// cache. `q` is `[n × n_head·head_dim]`; `keys` / `values` hold every cached position
-/// `0 .. start + n` as rows of `n_head_kv·head_dim`; query head `h` reads key/value head
-/// `h / (n_head / n_head_kv)`. Writes `out` (`[n × n_head·head_dim]`); `scores` is scratch.
-/// Keys and values are expected f16-rounded (`f16_round`); queries and weights are rounded here.
-#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
-pub fn attention(
-    q: &[f32],
-    keys: &[f32],
-    values: &[f32],
-    start: usize,
-    heads: Heads,
-    out: &mut [f32],
-    scores: &mut Vec<f32>,
-) {
-    let Heads {
-        n_head,
-        n_head_kv,
-        head_dim,
-    } = heads;
-    let q_dim = n_head * head_dim;
-    let kv_dim = n_head_kv * head_dim;
-    let group = n_head / n_head_kv;
-    let scale = 1.0 / (head_dim as f32).sqrt();
-    let mut qh = vec![0f32; head_dim];
-    for (i, (q_row, out_row)) in q
-        .chunks_exact(q_dim)
-        .zip(out.chunks_exact_mut(q_dim))
-        .enumerate()
-    {
-        let len = start + i + 1;
-        scores.resize(len, 0.0);
-        for h in 0..n_head {
-            let kv_col = (h / group) * head_dim;
-            for (r, q) in qh.iter_mut().zip(&q_row[h * head_dim..][..head_dim]) {
-                *r = f16_round(*q);
-            }
-            let mut max = f32::NEG_INFINITY;
-            for (t, s) in scores.iter_mut().enumerate() {
-                *s = dot(&qh, &keys[t * kv_dim + kv_col..][..head_dim]) * scale;
-                max = max.max(*s);
-            }
-            let mut sum = 0.0;
-            for s in scores.iter_mut() {
-                *s = exp_nonpositive(*s - max);
-                sum += *s;
-            }
-            let inv = 1.0 / sum;
-            let o = &mut out_row[h * head_dim..][..head_dim];
-            o.fill(0.0);
-            for (t, s) in scores.iter().enumerate() {
-                let p = f16_round(s * inv);
-                for (o, v) in o.iter_mut().zip(&values[t * kv_dim + kv_col..][..head_dim]) {
-                    *o += p * v;
-                }
-            }
+            *d = ggml::silu(*g) * u;
         }
     }
 }
@@ -190,46 +120,5 @@ mod tests {
         let silu = |x: f32| x / (1.0 + (-x).exp());
         assert!((out[0] - silu(1.0) * 2.0).abs() < 1e-6);
         assert!((out[1] - silu(-1.0) * 3.0).abs() < 1e-6);
-    }
-
-    /// Against a direct f64 evaluation: 2 query heads sharing 1 key/value head, queries at
-    /// positions 2 and 3 (two rows already cached), so both the cache and causality count.
-    #[test]
-    fn attention_matches_reference_with_grouped_heads() {
-        let heads = Heads {
-            n_head: 2,
-            n_head_kv: 1,
-            head_dim: 3,
-        };
-        let f = |i: usize| ((i * 37 % 11) as f32 - 5.0) / 4.0;
-        let q: Vec<f32> = (0..12).map(|i| f(i + 3)).collect();
-        let keys: Vec<f32> = (0..12).map(f).collect();
-        let values: Vec<f32> = (0..12).map(|i| f(i + 7)).collect();
-        let mut out = vec![0f32; 12];
-        attention(&q, &keys, &values, 2, heads, &mut out, &mut Vec::new());
-        for i in 0..2 {
-            for h in 0..2 {
-                let len = 2 + i + 1;
-                let qh = &q[i * 6 + h * 3..][..3];
-                let s: Vec<f64> = (0..len)
-                    .map(|t| {
-                        (0..3)
-                            .map(|d| f64::from(qh[d]) * f64::from(keys[t * 3 + d]))
-                            .sum::<f64>()
-                            / 3f64.sqrt()
-                    })
-                    .collect();
-                let m = s.iter().cloned().fold(f64::MIN, f64::max);
-                let z: f64 = s.iter().map(|v| (v - m).exp()).sum();
-                for d in 0..3 {
-                    let want: f64 = (0..len)
-                        .map(|t| (s[t] - m).exp() / z * f64::from(values[t * 3 + d]))
-                        .sum();
-                    let got = out[i * 6 + h * 3 + d];
-                    // Weights are rounded to f16 (relative error 2^-11).
-                    assert!((f64::from(got) - want).abs() < 2e-3, "{got} vs {want}");
-                }
-            }
-        }
     }
 }
