@@ -60,6 +60,9 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 
 step "build"
+# Old artifacts of every earlier build pile up in a shared target dir (66 GB once, and CI
+# then failed with a full disk): keep only the newest of each.
+python3 hack/lib/prune_target.py "${CARGO_TARGET_DIR:-$ROOT/target}"
 cargo build --workspace --all-targets
 # Tests that spawn binaries use these instead of running `cargo build -p ...`, whose narrower
 # feature set would recompile shared dependencies.
