@@ -89,7 +89,52 @@ for r, p in zip(rows, probs):
     guess = max(range(10), key=p.__getitem__)
     print(f"  true digit {r['target']}: predicted {guess} (p={p[guess]:.4f})")
 PY
-step "done: ModelDeployment digits is Ready and answered through its Service"
+step "train version 2 (another seed) and roll it out as a canary: 50% under analysis for 10 s, then all"
+"$TARGET/sconce-train" fit --data "$DIGITS" --label target --hidden 64,64 --optimizer adam \
+  --learning-rate 0.001 --epochs 30 --batch-size 32 --l2 1e-4 --folds 5 --test-split 0.2 --seed 7 \
+  --version 2 --out "$DEMO/models/digits-v2" 2>&1 | grep -E 'held-out test|wrote'
+chmod -R a+rX "$DEMO/models"
+# clients keep calling while the version changes: every answer is counted
+python3 - "$DIGITS" "$CLUSTER_IP" "$DEMO/load.json" <<'PY' &
+import csv, json, os, sys, time, urllib.request
+row = list(csv.DictReader(open(sys.argv[1])))[-1]
+body = json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 64],
+                               "data": [float(row[f"pixel_{i}"]) for i in range(64)]}]}).encode()
+url, out, tally = f"http://{sys.argv[2]}/v2/models/digits/infer", sys.argv[3], {}
+while not os.path.exists(out + ".stop"):
+    try:
+        req = urllib.request.Request(url, body, {"content-type": "application/json"})
+        answer = json.load(urllib.request.urlopen(req, timeout=5))
+        key = "version " + answer.get("model_version", "?")
+    except Exception as e:  # a failed request is what the demo must show never happens
+        key = f"failed: {type(e).__name__}"
+    tally[key] = tally.get(key, 0) + 1
+    time.sleep(0.02)
+json.dump(tally, open(out, "w"))
+PY
+LOAD_PID=$!
+{
+  sed -e "s|file:///var/lib/sconce/models/digits|file://$DEMO/models/digits-v2|" \
+    -e 's|version: "1"|version: "2"|' examples/digits.yaml
+  cat <<'YAML'
+  rollout:
+    steps: [{setWeight: 50}, {pause: {duration: 10s}}]
+    analysis: {interval: 5s, minRequests: 5, maxErrorRate: 0.01}
+YAML
+} | kubectl apply -f - 2>/dev/null
+kubectl get mdep digits 2>/dev/null | head -1
+last=""
+for _ in $(seq 1 180); do
+  line=$(kubectl get mdep digits --no-headers 2>/dev/null || true)
+  [ "$line" != "$last" ] && { echo "$line"; last=$line; }
+  phase=$(kubectl get mdep digits -o jsonpath='{.status.rolloutPhase}' 2>/dev/null || true)
+  case "$phase" in Succeeded|RolledBack|Failed) break ;; esac
+  sleep 1
+done
+touch "$DEMO/load.json.stop"; wait "$LOAD_PID"
+echo "requests during the rollout, by outcome: $(cat "$DEMO/load.json")"
+kubectl get mdep digits -o jsonpath='{range .status.history[*]}  {.version}: {.outcome} ({.reason}){"\n"}{end}' 2>/dev/null
+step "done: ModelDeployment digits is Ready, answered through its Service, and rolled out version 2"
 
 if [ "$KEEP" = "--keep" ]; then
   echo "export KUBECONFIG=$KUBECONFIG   # then: kubectl get mdep; kubectl -n sconce-system logs deploy/sconce. Ctrl-C stops."

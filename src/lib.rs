@@ -1,5 +1,6 @@
 //! Sconce: a Kubernetes operator that serves machine-learning models.
 pub mod admin;
+pub mod api_requests;
 pub mod autoscale;
 pub mod crd;
 pub mod error;

@@ -94,8 +94,8 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     init_tracing(cli.run.log_json);
-    let client = kube::Client::try_default().await?;
     let metrics = Arc::new(Metrics::default());
+    let client = sconce::api_requests::counting_client(metrics.clone()).await?;
     let ready = Arc::new(AtomicBool::new(false));
     let admin_state = admin::AdminState {
         metrics: metrics.clone(),

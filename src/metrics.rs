@@ -10,6 +10,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
+use crate::api_requests::ApiRequestLabels;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
     pub category: String,
@@ -33,6 +35,8 @@ pub struct Metrics {
     pub scaling_metric: Family<ModelLabels, Gauge<f64, AtomicU64>>,
     /// 1 while this replica holds the leader Lease (or runs without leader election).
     pub leader: Gauge,
+    /// The operator's requests to the apiserver.
+    pub api_requests: Family<ApiRequestLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -80,6 +84,12 @@ impl Default for Metrics {
             "1 while this replica reconciles (holds the leader Lease)",
             leader.clone(),
         );
+        let api_requests = Family::<ApiRequestLabels, Counter>::default();
+        registry.register(
+            "apiserver_requests",
+            "Requests the operator sent to the apiserver, by verb and resource",
+            api_requests.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             reconciliations,
@@ -89,6 +99,7 @@ impl Default for Metrics {
             ready_replicas,
             scaling_metric,
             leader,
+            api_requests,
         }
     }
 }
@@ -96,6 +107,10 @@ impl Default for Metrics {
 impl Metrics {
     pub fn observe(&self, elapsed: Duration) {
         self.duration.observe(elapsed.as_secs_f64());
+    }
+
+    pub fn api_request(&self, labels: ApiRequestLabels) {
+        self.api_requests.get_or_create(&labels).inc();
     }
 
     pub fn error(&self, category: &str) {

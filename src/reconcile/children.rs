@@ -11,6 +11,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use serde::Serialize;
 use tracing::info;
 
+use super::applied;
 use super::apply::{self, NamespacedObject};
 use super::build::{self, INSTANCE_LABEL, VERSION_LABEL};
 use super::status::{Problem, Transition};
@@ -189,8 +190,18 @@ where
 {
     let name = object.name_any();
     let namespace = object.namespace().unwrap_or_default();
+    let key = format!("{kind}/{namespace}/{name}");
+    let fingerprint = applied::fingerprint(object);
+    let cached = store.get(&object_ref(object));
+    if let (Some(cached), Some(f)) = (&cached, fingerprint)
+        && ctx
+            .applied
+            .unchanged(&key, f, cached.meta().resource_version.as_deref())
+    {
+        return Ok(Ok(cached.as_ref().clone()));
+    }
     // The cache holds only objects labelled as Sconce's; anything else needs a look.
-    let existing = match store.get(&object_ref(object)) {
+    let existing = match cached {
         Some(cached) => Some(cached.meta().clone()),
         None => Api::<K>::namespaced(ctx.client.clone(), &namespace)
             .get_metadata_opt(&name)
@@ -208,7 +219,13 @@ where
         }));
     }
     match apply::apply(&ctx.client, object).await {
-        Ok(applied) => Ok(Ok(applied)),
+        Ok(result) => {
+            if let Some(f) = fingerprint {
+                let rv = result.meta().resource_version.clone();
+                ctx.applied.remember(key, f, rv);
+            }
+            Ok(Ok(result))
+        }
         Err(Error::Kube(kube::Error::Api(status))) if refused(status.code) => Ok(Err(Refusal {
             problem: Problem::new(
                 format!("{kind}Rejected"),

@@ -1,4 +1,5 @@
 //! The reconcile pipeline: validate (pure) -> build (pure) -> apply -> observe -> status.
+mod applied;
 pub mod apply;
 mod autoscaling;
 pub mod build;
@@ -55,6 +56,8 @@ pub struct Context {
     pub scraper: scrape::Scraper,
     pub analysis_baseline: scrape::Baseline,
     pub scaling: autoscaling::Histories,
+    /// What was last applied per child, to skip applies that would change nothing.
+    pub applied: applied::Applied,
     /// Consecutive transient failures per object, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -70,6 +73,7 @@ impl Context {
             scraper: scrape::Scraper::default(),
             analysis_baseline: scrape::Baseline::default(),
             scaling: autoscaling::Histories::default(),
+            applied: applied::Applied::default(),
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -169,16 +173,22 @@ async fn reconcile_inner(md: &ModelDeployment, ctx: &Context) -> Result<Action> 
         now: now.0,
     });
 
-    // While a canary runs, stable never drops below the pods it has ready (an autoscaler
-    // decision to scale down waits for the promotion).
-    if decision.canary.is_some() {
+    // While a canary runs under the autoscaler, the desired total is split by weight (the
+    // canary's share is already in `canary.replicas`), but stable never drops below the pods
+    // it has ready: a scale-down of stable waits for the promotion.
+    if let Some(canary) = &decision.canary {
         let stable_key = kube::runtime::reflector::ObjectRef::new(
             &model.for_version(&decision.stable.version).deployment_name,
         )
         .within(&namespace);
         let stable_ready =
             observe::deployment_ready(ctx.stores.deployments.get(&stable_key).as_deref());
-        decision.stable.replicas = decision.stable.replicas.max(stable_ready);
+        let share = if model.scaling.is_some() {
+            (decision.stable.replicas - canary.replicas).max(1)
+        } else {
+            decision.stable.replicas
+        };
+        decision.stable.replicas = share.max(stable_ready);
     }
 
     let mut notes: Vec<Transition> = scaled.event.iter().cloned().collect();

@@ -18,6 +18,15 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// Add another load's counts to this one.
+    pub fn merge(&mut self, other: &Tally) {
+        for (key, n) in &other.answers {
+            *self.answers.entry(key.clone()).or_default() += n;
+        }
+        self.transport_failures += other.transport_failures;
+        self.errors.extend(other.errors.iter().take(5).cloned());
+    }
+
     pub fn sent(&self) -> u64 {
         self.answers.values().sum::<u64>() + self.transport_failures
     }
@@ -63,6 +72,18 @@ impl Load {
     /// half open a new one per request (kube-proxy picks a pod for each): both kinds of clients
     /// real services see, and the second gives a canary its share of requests.
     pub fn start(base: &str, model: &str, input_width: usize, workers: usize) -> Load {
+        Self::start_paced(base, model, input_width, workers, Duration::from_millis(20))
+    }
+
+    /// As [`Load::start`], each worker waiting `pause` between an answer and its next request
+    /// (zero: every worker always has one request in flight).
+    pub fn start_paced(
+        base: &str,
+        model: &str,
+        input_width: usize,
+        workers: usize,
+        pause: Duration,
+    ) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let tally = Arc::new(Mutex::new(Tally::default()));
         let body = serde_json::json!({
@@ -108,7 +129,9 @@ impl Load {
                                 }
                             }
                         }
-                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        if !pause.is_zero() {
+                            tokio::time::sleep(pause).await;
+                        }
                     }
                 })
             })

@@ -116,3 +116,133 @@ pub fn plan(spec: &ScalingSpec) -> Result<ScalingPlan, ValidationError> {
         scale_down_delay,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(spec: ScalingSpec) -> (String, String) {
+        match plan(&spec) {
+            Err(ValidationError::Field { field, value, .. }) => (field, value),
+            other => panic!("expected a field error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_follow_knative() {
+        let p = plan(&ScalingSpec::default()).expect("valid");
+        assert_eq!((p.min, p.max), (1, 10));
+        assert_eq!(p.metric, ScalingMetric::Concurrency);
+        assert_eq!(p.target, 10.0);
+        assert_eq!(p.stable_window, Duration::from_secs(60));
+        assert_eq!(p.panic_window, Duration::from_secs(6));
+        assert_eq!(p.panic_threshold, 2.0);
+        assert_eq!(p.scale_down_delay, Duration::from_secs(30));
+        let rps = plan(&ScalingSpec {
+            metric: Some(ScalingMetric::Rps),
+            ..Default::default()
+        })
+        .expect("valid");
+        assert_eq!(rps.target, 100.0);
+    }
+
+    #[test]
+    fn every_bad_value_names_its_field() {
+        let cases: Vec<(ScalingSpec, &str, &str)> = vec![
+            (
+                ScalingSpec {
+                    min_replicas: Some(0),
+                    ..Default::default()
+                },
+                "minReplicas",
+                "0",
+            ),
+            (
+                ScalingSpec {
+                    max_replicas: Some(1001),
+                    ..Default::default()
+                },
+                "maxReplicas",
+                "1001",
+            ),
+            (
+                ScalingSpec {
+                    min_replicas: Some(5),
+                    max_replicas: Some(3),
+                    ..Default::default()
+                },
+                "minReplicas",
+                "5",
+            ),
+            (
+                ScalingSpec {
+                    target: Some(0.0),
+                    ..Default::default()
+                },
+                "target",
+                "0",
+            ),
+            (
+                ScalingSpec {
+                    target: Some(f64::NAN),
+                    ..Default::default()
+                },
+                "target",
+                "NaN",
+            ),
+            (
+                ScalingSpec {
+                    stable_window: Some("soon".into()),
+                    ..Default::default()
+                },
+                "stableWindow",
+                "soon",
+            ),
+            (
+                ScalingSpec {
+                    stable_window: Some("1s".into()),
+                    ..Default::default()
+                },
+                "stableWindow",
+                "1s",
+            ),
+            (
+                ScalingSpec {
+                    panic_window: Some("2m".into()),
+                    ..Default::default()
+                },
+                "panicWindow",
+                "2m",
+            ),
+            (
+                ScalingSpec {
+                    scale_down_delay: Some("-1s".into()),
+                    ..Default::default()
+                },
+                "scaleDownDelay",
+                "-1s",
+            ),
+            (
+                ScalingSpec {
+                    panic_threshold: Some(0.5),
+                    ..Default::default()
+                },
+                "panicThreshold",
+                "0.5",
+            ),
+            (
+                ScalingSpec {
+                    max_scale_up_rate: Some(1.0),
+                    ..Default::default()
+                },
+                "maxScaleUpRate",
+                "1",
+            ),
+        ];
+        for (spec, field, value) in cases {
+            let (got_field, got_value) = field_of(spec);
+            assert_eq!(got_field, format!("spec.scaling.{field}"));
+            assert_eq!(got_value, value, "{field}");
+        }
+    }
+}
