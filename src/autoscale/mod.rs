@@ -141,13 +141,13 @@ pub fn decide(plan: &ScalingPlan, h: &mut History, now: f64, current: i32, ready
             .map(|(_, r)| *r)
             .max()
             .unwrap_or(want);
-        if held > want {
+        let held = held.min(current);
+        if held > want.max(plan.min) {
             reason.push_str(&format!(
-                " (holding {} for the {} scale-down delay)",
-                held.min(current),
+                " (holding {held} for the {} scale-down delay)",
                 duration::format(plan.scale_down_delay)
             ));
-            want = held.min(current);
+            want = held;
         }
     }
     let desired = want.clamp(plan.min, plan.max);

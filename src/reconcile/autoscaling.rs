@@ -102,16 +102,33 @@ pub async fn replicas(
             .and_then(|s| s.last_change.clone())
     };
     let fmt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
-    Scaled {
-        replicas: d.desired,
-        status: Some(ScalingStatus {
+    // The status is a summary, not a time series (the operator's metrics have every sample):
+    // it is rewritten when the decision or panic changes, or the average moved by half a
+    // replica's worth, so a steady load does not cost a status write every tick.
+    let still_true = previous.scaling.as_ref().filter(|p| {
+        !changed
+            && p.panic == d.panic
+            && p.metric == plan.metric.as_str()
+            && match (p.stable_average.parse::<f64>().ok(), d.stable_average) {
+                (Some(reported), Some(now)) => (reported - now).abs() < plan.target / 2.0,
+                (None, None) => true,
+                _ => false,
+            }
+    });
+    let status = match still_true {
+        Some(reported) => reported.clone(),
+        None => ScalingStatus {
             metric: plan.metric.as_str().into(),
             stable_average: fmt(d.stable_average),
             panic_average: fmt(d.panic_average),
             panic: d.panic,
             last_change,
             reason: d.reason,
-        }),
+        },
+    };
+    Scaled {
+        replicas: d.desired,
+        status: Some(status),
         event,
         metric: d.stable_average,
     }
