@@ -24,6 +24,13 @@ plane_vars() {
   SVC_CIDR=10.96.$SLOT.0/24
   KUBERNETES_IP=10.96.$SLOT.1
   CLUSTER_DNS_IP=10.96.$SLOT.10   # reserved, nothing answers: a query fails inside the plane
+  if [ -n "${SCONCE_NO_NODE:-}" ]; then
+    # No node: nothing routes to Services, so room for thousands (bench/operator_scale.rs
+    # creates 1000; a /24 ran out of ClusterIPs at 254).
+    SVC_CIDR=10.$((100 + SLOT)).0.0/20
+    KUBERNETES_IP=10.$((100 + SLOT)).0.1
+    CLUSTER_DNS_IP=10.$((100 + SLOT)).0.10
+  fi
   CGROUP_ROOT=sconce-$SLOT
   NODE_NAME=sconce-node
 }

@@ -196,7 +196,7 @@ where
     if let (Some(cached), Some(f)) = (&cached, fingerprint)
         && ctx
             .applied
-            .unchanged(&key, f, cached.meta().resource_version.as_deref())
+            .unchanged(&key, f, applied::live_fingerprint(cached.as_ref()))
     {
         return Ok(Ok(cached.as_ref().clone()));
     }
@@ -221,8 +221,8 @@ where
     match apply::apply(&ctx.client, object).await {
         Ok(result) => {
             if let Some(f) = fingerprint {
-                let rv = result.meta().resource_version.clone();
-                ctx.applied.remember(key, f, rv);
+                ctx.applied
+                    .remember(key, f, applied::live_fingerprint(&result));
             }
             Ok(Ok(result))
         }

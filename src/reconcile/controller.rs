@@ -5,10 +5,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Pod, PodSpec, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, ListParams};
-use kube::runtime::controller::Controller;
+use kube::runtime::controller::{self, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -53,10 +53,11 @@ where
 
 /// A watch of Sconce's children of kind `K` that keeps `Store<K>` filled and yields every
 /// changed or deleted object. managedFields are dropped: they are most of an object's size
-/// and the operator never reads them.
+/// and the operator never reads them; `trim` drops what else of `K` it never reads.
 fn cached_watch<K>(
     client: &Client,
     namespace: Option<&str>,
+    trim: fn(&mut K),
 ) -> (
     Store<K>,
     impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
@@ -77,10 +78,27 @@ where
     let (reader, writer) = reflector::store::<K>();
     let stream = watcher(api::<K>(client, namespace), config)
         .default_backoff()
-        .modify(|o: &mut K| o.managed_fields_mut().clear())
+        .modify(move |o: &mut K| {
+            o.managed_fields_mut().clear();
+            trim(o);
+        })
         .reflect(writer)
         .touched_objects();
     (reader, stream)
+}
+
+/// Cache the whole object (but its managedFields).
+fn keep<K>(_: &mut K) {}
+
+/// Of a pod's spec the operator reads only the node it runs on (pod problems come from its
+/// status); the rest (containers, probes, volumes) was the largest part of the cache.
+fn trim_pod(pod: &mut Pod) {
+    if let Some(spec) = pod.spec.as_mut() {
+        *spec = PodSpec {
+            node_name: spec.node_name.take(),
+            ..Default::default()
+        };
+    }
 }
 
 /// The ModelDeployment a pod or Endpoints object serves, from its instance label.
@@ -89,6 +107,11 @@ fn owner_of<K: Resource>(o: &K) -> Option<ObjectRef<ModelDeployment>> {
     let namespace = o.meta().namespace.as_deref()?;
     Some(ObjectRef::new(name).within(namespace))
 }
+
+/// Reconciliations at once. Unbounded, a thousand new ModelDeployments meant a thousand
+/// concurrent requests, each on its own TLS connection to the apiserver: 140 MiB peak RSS
+/// (bench/operator_scale.rs) and the apiserver's in-flight limit, for no faster convergence.
+const MAX_CONCURRENT_RECONCILES: u16 = 16;
 
 /// Run the controller until shutdown. `namespace: None` watches every namespace.
 pub async fn run(
@@ -104,11 +127,11 @@ pub async fn run(
     mds.list(&ListParams::default().limit(1)).await.map_err(|e| {
         anyhow::anyhow!("cannot list ModelDeployments (is the CRD installed? `sconce crd | kubectl apply -f -`): {e}")
     })?;
-    let (deployments, deployment_events) = cached_watch::<Deployment>(&client, ns);
-    let (services, service_events) = cached_watch::<Service>(&client, ns);
-    let (endpoints, endpoint_events) = cached_watch::<Endpoints>(&client, ns);
-    let (pods, pod_events) = cached_watch::<Pod>(&client, ns);
-    let (network_policies, policy_events) = cached_watch::<NetworkPolicy>(&client, ns);
+    let (deployments, deployment_events) = cached_watch::<Deployment>(&client, ns, keep);
+    let (services, service_events) = cached_watch::<Service>(&client, ns, keep);
+    let (endpoints, endpoint_events) = cached_watch::<Endpoints>(&client, ns, keep);
+    let (pods, pod_events) = cached_watch::<Pod>(&client, ns, trim_pod);
+    let (network_policies, policy_events) = cached_watch::<NetworkPolicy>(&client, ns, keep);
     let stores = Stores {
         deployments,
         services,
@@ -119,6 +142,7 @@ pub async fn run(
     ready.store(true, Ordering::Relaxed);
     let ctx = Arc::new(Context::new(client, config, metrics, stores));
     Controller::new(mds, watcher::Config::default())
+        .with_config(controller::Config::default().concurrency(MAX_CONCURRENT_RECONCILES))
         .owns_stream(deployment_events)
         .owns_stream(service_events)
         .owns_stream(policy_events)
