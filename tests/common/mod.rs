@@ -282,7 +282,7 @@ pub fn has_condition(md: &ModelDeployment, type_: &str, status: &str, reason: &s
     condition(md, type_).is_some_and(|c| c.status == status && c.reason == reason)
 }
 
-/// events.k8s.io events about the object named `name`, oldest first.
+/// events.k8s.io events about the ModelDeployment named `name`, oldest first.
 pub async fn events_about(client: &Client, ns: &str, name: &str) -> Vec<Event> {
     let api: Api<Event> = Api::namespaced(client.clone(), ns);
     let mut events: Vec<Event> = api
@@ -291,7 +291,13 @@ pub async fn events_about(client: &Client, ns: &str, name: &str) -> Vec<Event> {
         .map(|l| l.items)
         .unwrap_or_default()
         .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        // The ModelDeployment's own events: its Service's Endpoints share its name, and the
+        // endpoints controller's conflict retries are Warnings about them, not about it.
+        .filter(|e| {
+            e.regarding.as_ref().is_some_and(|r| {
+                r.name.as_deref() == Some(name) && r.kind.as_deref() == Some("ModelDeployment")
+            })
+        })
         .collect();
     events.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
     events
