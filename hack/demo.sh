@@ -122,11 +122,13 @@ LOAD_PID=$!
     analysis: {interval: 5s, minRequests: 5, maxErrorRate: 0.01}
 YAML
 } | kubectl apply -f - 2>/dev/null
-kubectl get mdep digits 2>/dev/null | head -1
+# `kubectl get mdep -w`, but a line only when something other than AGE changed
+kubectl get mdep digits 2>/dev/null | sed -n 1p
 last=""
 for _ in $(seq 1 180); do
-  line=$(kubectl get mdep digits --no-headers 2>/dev/null || true)
-  [ "$line" != "$last" ] && { echo "$line"; last=$line; }
+  line=$(kubectl get mdep digits 2>/dev/null | tail -n +2 || true)
+  key=$(echo "$line" | awk '{$NF = ""; print}')
+  [ "$key" != "$last" ] && { echo "$line"; last=$key; }
   phase=$(kubectl get mdep digits -o jsonpath='{.status.rolloutPhase}' 2>/dev/null || true)
   case "$phase" in Succeeded|RolledBack|Failed) break ;; esac
   sleep 1
