@@ -18,6 +18,7 @@ import re
 import shutil
 import sys
 
+MIN_FREE_BYTES = 25 * 10**9
 ARTIFACT = re.compile(r"^(.*)-([0-9a-f]{16})(\..*)?$")
 
 
@@ -49,6 +50,13 @@ def main():
         if os.path.isdir(incremental):
             shutil.rmtree(incremental, ignore_errors=True)
     print(f"pruned {freed / 1e9:.1f} GB of stale executables from {target}")
+    # Other users of a shared disk can fill it too: below this much free space a cold build
+    # (slower, but it fits) is better than a link that fails half-way.
+    free = shutil.disk_usage(target).free if os.path.isdir(target) else None
+    if free is not None and free < MIN_FREE_BYTES:
+        for profile in ("debug", "release"):
+            shutil.rmtree(os.path.join(target, profile), ignore_errors=True)
+        print(f"only {free / 1e9:.1f} GB free: removed {target}'s builds, rebuilding from nothing")
 
 
 if __name__ == "__main__":
