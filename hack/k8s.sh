@@ -35,17 +35,10 @@ setup() {
   exec 9>"$K8S_HOME/.setup.lock"; flock 9
   if have_binaries; then log "binaries present in $BIN"; return 0; fi
   local work=$K8S_HOME/build
-  rm -rf "$work"; mkdir -p "$work"/{apt/lists/partial,apt/archives/partial,apt/etc,debs,prefix,src} "$BIN"
-  # private apt config: nothing system-wide changes
-  cat > "$work/apt/etc/sources.list" <<SL
-deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $MIRROR bookworm main
-deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $MIRROR bookworm main
-SL
-  local o=(-o "Dir::State::Lists=$work/apt/lists" -o "Dir::Etc::SourceList=$work/apt/etc/sources.list"
-     -o "Dir::Etc::SourceParts=/dev/null" -o "Dir::Cache::Archives=$work/apt/archives"
-     -o "Dir::State::status=/dev/null" -o "APT::Sandbox::User=root")
+  rm -rf "$work"; mkdir -p "$work"/{debs,prefix,src} "$BIN"
   log "1/5 apt-get update (private lists)"
-  apt-get "${o[@]}" -qq update
+  private_apt "$work" bookworm
+  local o=("${APT[@]}")
   log "2/5 download Go 1.19, etcd and helpers as .debs"
   (cd "$work/debs" && apt-get "${o[@]}" -qq download golang-1.19-go golang-1.19-src etcd-server etcd-client \
      rsync libpopt0 golang-github-modern-go-reflect2-dev)
@@ -85,13 +78,10 @@ SL
 fetch_kubectl() {
   [ -x "$BIN/kubectl" ] && { log "kubectl present in $BIN"; return 0; }
   local work=$K8S_HOME/kubectl-build
-  rm -rf "$work"; mkdir -p "$work"/{apt/lists/partial,apt/archives/partial,apt/etc,debs,prefix} "$BIN"
-  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $MIRROR trixie main" > "$work/apt/etc/sources.list"
-  local o=(-o "Dir::State::Lists=$work/apt/lists" -o "Dir::Etc::SourceList=$work/apt/etc/sources.list"
-     -o "Dir::Etc::SourceParts=/dev/null" -o "Dir::Cache::Archives=$work/apt/archives"
-     -o "Dir::State::status=/dev/null" -o "APT::Sandbox::User=root")
+  rm -rf "$work"; mkdir -p "$work"/{debs,prefix} "$BIN"
   log "downloading kubectl (Debian trixie kubectl)"
-  apt-get "${o[@]}" -qq update
+  private_apt "$work" trixie
+  local o=("${APT[@]}")
   (cd "$work/debs" && apt-get "${o[@]}" -qq download kubectl)
   dpkg -x "$work"/debs/kubectl_*.deb "$work/prefix"
   cp "$work/prefix/usr/bin/kubectl" "$BIN/kubectl"
