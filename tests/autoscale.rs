@@ -24,6 +24,11 @@ const INPUT: usize = 2048;
 /// request) that runs through every scale-down: it must never see a failure.
 const TRICKLE_PAUSE: Duration = Duration::from_millis(100);
 
+/// The tests measure load on a 2-core node: run side by side, the other test's busy clients
+/// slowed this one's requests until one client looked like 1.9 in flight (a CI run failed on
+/// it), so they take turns.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn slow_model(work: &Path, version: &str) -> PathBuf {
     let dir = work.join(format!("model-{version}"));
     let spec = ModelSpec {
@@ -214,6 +219,7 @@ const SCALING: &str = "  scaling: {minReplicas: 1, maxReplicas: 5, metric: concu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replicas_follow_concurrency_panic_on_a_spike_and_return_to_min() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let mut c = Cluster::start("autoscale", SCALING).await;
     let stable_window = Duration::from_secs(12);
 
@@ -294,6 +300,7 @@ async fn replicas_follow_concurrency_panic_on_a_spike_and_return_to_min() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_canary_gets_its_share_of_the_autoscaled_replicas() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let rollout = "  rollout: {steps: [{setWeight: 50}, {pause: {}}]}\n";
     let scaling = "  scaling: {minReplicas: 1, maxReplicas: 4, metric: concurrency, target: 1.5, \
         stableWindow: 8s, panicWindow: 4s, scaleDownDelay: 30s}\n";
