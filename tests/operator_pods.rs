@@ -208,6 +208,9 @@ async fn events_are_warnings_only_for_failures_and_new_messages_are_new_events()
     wait_status(&client, &ns, "ev", WAIT, "v3 ready", ready("3", 2)).await;
     // The version-1 Deployment goes once version 3 serves.
     wait_event(&client, &ns, "ev", "Normal", "VersionRetired").await;
+    // A Ready that flapped at the promotion (the new version promoted on its endpoints while
+    // its Deployment still counted a pod unready) showed as a third Ready event within seconds.
+    tokio::time::sleep(Duration::from_secs(3)).await;
 
     let events = events_about(&client, &ns, "ev").await;
     let seen: Vec<(String, String, String)> = events

@@ -149,8 +149,16 @@ async fn reconcile_inner(md: &ModelDeployment, ctx: &Context) -> Result<Action> 
     // The spec's version: its pods' readiness (through the Service) drives a rollout's steps.
     let endpoints = children::endpoints(&ctx.stores, &model);
     let target_pods = children::pods_of_version(&ctx.stores, &model);
+    // Ready for the rollout only when the endpoints and the Deployment's controller agree:
+    // endpoints can run ahead of the Deployment's status, and promoting on them alone made
+    // Ready flap (computed from the Deployment) right after a promotion.
+    let target_key =
+        kube::runtime::reflector::ObjectRef::new(&model.deployment_name).within(&namespace);
     let target_serving =
-        observe::serving_endpoints(endpoints.as_deref(), target_pods.iter().map(|p| p.as_ref()));
+        observe::serving_endpoints(endpoints.as_deref(), target_pods.iter().map(|p| p.as_ref()))
+            .min(observe::deployment_ready(
+                ctx.stores.deployments.get(&target_key).as_deref(),
+            ));
     let previous = md.status.clone().unwrap_or_default();
     let annotations = md.annotations();
     let verdict = canary::verdict(ctx, md, &model, now.clone()).await;
