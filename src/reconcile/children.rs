@@ -150,8 +150,7 @@ pub async fn apply_all(
 /// Set the replica count of an existing Deployment (from the cache) without touching its
 /// template; None when it does not exist.
 async fn scale(ctx: &Context, model: &ValidModel, replicas: i32) -> Result<Option<Deployment>> {
-    let key = ObjectRef::new(&model.deployment_name).within(&model.namespace);
-    let Some(current) = ctx.stores.deployments.get(&key) else {
+    let Some(current) = deployment(&ctx.stores, model) else {
         return Ok(None);
     };
     if current.spec.replicas == Some(replicas) {
@@ -309,6 +308,13 @@ pub async fn pod_problem(
     let selector = format!("involvedObject.kind=Pod,involvedObject.name={name}");
     let events = api.list(&ListParams::default().fields(&selector)).await?;
     Ok(pods::problem_from_events(&name, &events.items))
+}
+
+/// The Deployment of `model`'s version, from the cache.
+pub fn deployment(stores: &Stores, model: &ValidModel) -> Option<Arc<Deployment>> {
+    stores
+        .deployments
+        .get(&ObjectRef::new(&model.deployment_name).within(&model.namespace))
 }
 
 /// The model Service's Endpoints, from the cache.

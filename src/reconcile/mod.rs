@@ -130,9 +130,7 @@ async fn reconcile_inner(md: &ModelDeployment, ctx: &Context) -> Result<Action> 
             .or(previous.current_version)
             .unwrap_or_else(|| model.version.clone());
         let stable = model.for_version(&serving);
-        let key =
-            kube::runtime::reflector::ObjectRef::new(&stable.deployment_name).within(&namespace);
-        let deployment = ctx.stores.deployments.get(&key);
+        let deployment = children::deployment(&ctx.stores, &stable);
         let seen = status::Observation {
             deployment: deployment.as_deref(),
             apply_problem: Some(&problem),
@@ -152,12 +150,10 @@ async fn reconcile_inner(md: &ModelDeployment, ctx: &Context) -> Result<Action> 
     // Ready for the rollout only when the endpoints and the Deployment's controller agree:
     // endpoints can run ahead of the Deployment's status, and promoting on them alone made
     // Ready flap (computed from the Deployment) right after a promotion.
-    let target_key =
-        kube::runtime::reflector::ObjectRef::new(&model.deployment_name).within(&namespace);
     let target_serving =
         observe::serving_endpoints(endpoints.as_deref(), target_pods.iter().map(|p| p.as_ref()))
             .min(observe::deployment_ready(
-                ctx.stores.deployments.get(&target_key).as_deref(),
+                children::deployment(&ctx.stores, &model).as_deref(),
             ));
     let previous = md.status.clone().unwrap_or_default();
     let annotations = md.annotations();
@@ -185,12 +181,9 @@ async fn reconcile_inner(md: &ModelDeployment, ctx: &Context) -> Result<Action> 
     // canary's share is already in `canary.replicas`), but stable never drops below the pods
     // it has ready: a scale-down of stable waits for the promotion.
     if let Some(canary) = &decision.canary {
-        let stable_key = kube::runtime::reflector::ObjectRef::new(
-            &model.for_version(&decision.stable.version).deployment_name,
-        )
-        .within(&namespace);
+        let stable = model.for_version(&decision.stable.version);
         let stable_ready =
-            observe::deployment_ready(ctx.stores.deployments.get(&stable_key).as_deref());
+            observe::deployment_ready(children::deployment(&ctx.stores, &stable).as_deref());
         let share = if model.scaling.is_some() {
             (decision.stable.replicas - canary.replicas).max(1)
         } else {
