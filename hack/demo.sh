@@ -65,6 +65,12 @@ echo "leader: $(kubectl -n sconce-system get lease sconce -o jsonpath='{.spec.ho
 
 step "kubectl apply -f examples/digits.yaml"
 sed "s|file:///var/lib/sconce/models/digits|file://$DEMO/models/digits|" examples/digits.yaml | kubectl apply -f - 2>/dev/null
+# kubectl 1.20's wait fails at once on an object with no status.conditions yet: first let the
+# operator write its first status
+for _ in $(seq 1 60); do
+  [ -n "$(kubectl get modeldeployment/digits -o jsonpath='{.status.conditions}' 2>/dev/null)" ] && break
+  sleep 0.5
+done
 kubectl wait --for=condition=Ready modeldeployment/digits --timeout=180s 2>/dev/null
 kubectl get modeldeployments,deployments,pods,services -o wide 2>/dev/null
 

@@ -544,15 +544,7 @@ spec:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_httproute_carries_the_exact_weights() {
     kubectl_ok(&["apply", "-f", "-"], Some(HTTPROUTE_CRD));
-    kubectl_ok(
-        &[
-            "wait",
-            "--for=condition=Established",
-            "crd/httproutes.gateway.networking.k8s.io",
-            "--timeout=60s",
-        ],
-        None,
-    );
+    wait_crd_established("httproutes.gateway.networking.k8s.io");
     // No analysis here: nothing sends traffic through a Gateway in this test, and the route's
     // weights are the point.
     let rollout = "  rollout:\n    steps: [{setWeight: 25}, {pause: {duration: 3s}}, {setWeight: 50}, {pause: {duration: 3s}}]\n\

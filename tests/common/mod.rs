@@ -100,16 +100,29 @@ pub fn install_crd() {
     DONE.get_or_init(|| {
         let crd = repo_root().join("crds/modeldeployments.sconce.dev.yaml");
         kubectl_ok(&["apply", "-f", crd.to_str().expect("utf-8 path")], None);
-        kubectl_ok(
-            &[
-                "wait",
-                "--for=condition=Established",
-                "crd/modeldeployments.sconce.dev",
-                "--timeout=60s",
-            ],
-            None,
-        );
+        wait_crd_established("modeldeployments.sconce.dev");
     });
+}
+
+/// Poll until a CRD reports `Established=True`, at most 60 s. `kubectl wait --for=condition`
+/// (1.20) fails at once with "status.conditions accessor error" when it reads a CRD the
+/// apiserver has not given any conditions yet, which happened in CI right after `apply`.
+pub fn wait_crd_established(name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let jsonpath = r#"jsonpath={.status.conditions[?(@.type=="Established")].status}"#;
+    loop {
+        let out = kubectl(&["get", &format!("crd/{name}"), "-o", jsonpath], None);
+        if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "True" {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "crd/{name} not Established within 60 s: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// A fresh namespace per test, so tests run in parallel without seeing each other.
