@@ -126,164 +126,8 @@ fn dot(kind: Kind, w: &[u8], a: &[Act]) -> f32 {
     hsum8(&acc) + summs
 }
 
-/// The same dot product with AVX2 + FMA intrinsics, instruction for instruction what llama.cpp's
-/// `ggml_vec_dot_q4_0_q8_0` / `q4_1_q8_1` / `q8_0_q8_0` do, so it gives the portable `dot`'s
-/// (and llama.cpp's) result.
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use std::arch::x86_64::*;
-    use std::ops::Range;
-
-    use super::{Act, Kind};
-
-    /// One weight block as 32 bytes: values for Q8_0, nibbles (minus 8 for Q4_0) for Q4_x.
-    #[inline(always)]
-    unsafe fn weights(kind: Kind, blk: &[u8]) -> __m256i {
-        unsafe {
-            match kind {
-                Kind::Q8_0 => _mm256_loadu_si256(blk[2..34].as_ptr().cast()),
-                Kind::Q4_0 | Kind::Q4_1 => {
-                    let at = if kind == Kind::Q4_0 { 2 } else { 4 };
-                    let tmp = _mm_loadu_si128(blk[at..at + 16].as_ptr().cast());
-                    let bytes = _mm256_insertf128_si256(
-                        _mm256_castsi128_si256(tmp),
-                        _mm_srli_epi16(tmp, 4),
-                        1,
-                    );
-                    let nibbles = _mm256_and_si256(_mm256_set1_epi8(0x0F), bytes);
-                    if kind == Kind::Q4_0 {
-                        _mm256_sub_epi8(nibbles, _mm256_set1_epi8(8))
-                    } else {
-                        nibbles
-                    }
-                }
-            }
-        }
-    }
-
-    /// Eight lanes of four products each, as floats.
-    #[inline(always)]
-    unsafe fn lanes(kind: Kind, qx: __m256i, qy: __m256i) -> __m256 {
-        unsafe {
-            let dot16 = if kind == Kind::Q4_1 {
-                _mm256_maddubs_epi16(qx, qy)
-            } else {
-                _mm256_maddubs_epi16(_mm256_sign_epi8(qx, qx), _mm256_sign_epi8(qy, qx))
-            };
-            _mm256_cvtepi32_ps(_mm256_madd_epi16(dot16, _mm256_set1_epi16(1)))
-        }
-    }
-
-    #[inline(always)]
-    unsafe fn hsum(x: __m256) -> f32 {
-        unsafe {
-            let mut r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
-            r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-            r = _mm_add_ss(r, _mm_movehdup_ps(r));
-            _mm_cvtss_f32(r)
-        }
-    }
-
-    /// The f16 at `blk[at..at + 2]`, converted by the F16C instruction. `half`'s conversion
-    /// checks for F16C at run time and calls a function that cannot inline here, on every
-    /// block: with two scales per Q4_1 block that was a large share of the product.
-    #[inline(always)]
-    unsafe fn f16c_at(blk: &[u8], at: usize) -> f32 {
-        unsafe {
-            let bits = i32::from(u16::from_le_bytes([blk[at], blk[at + 1]]));
-            _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits)))
-        }
-    }
-
-    /// Columns `cols` of the product for the first `rows` (1 to 4) activation rows of `group`,
-    /// written to rows `r0..` of `out` (rows of length `n`). Each weight block is read and
-    /// widened once for all the rows.
-    #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn columns(
-        kind: Kind,
-        data: &[u8],
-        row_bytes: usize,
-        group: [&[Act]; 4],
-        rows: usize,
-        cols: Range<usize>,
-        out: &mut [f32],
-        (r0, n): (usize, usize),
-    ) {
-        // The kind and the row count as constants: the block loop then holds no branch on
-        // either and keeps its accumulators in registers (with both as run-time values it took
-        // ~47 instructions per block and row, twice llama.cpp's loop).
-        macro_rules! by_kind {
-            ($r:literal) => {
-                match kind {
-                    Kind::Q4_0 => {
-                        columns_of::<$r>(Kind::Q4_0, data, row_bytes, group, cols, out, (r0, n))
-                    }
-                    Kind::Q4_1 => {
-                        columns_of::<$r>(Kind::Q4_1, data, row_bytes, group, cols, out, (r0, n))
-                    }
-                    Kind::Q8_0 => {
-                        columns_of::<$r>(Kind::Q8_0, data, row_bytes, group, cols, out, (r0, n))
-                    }
-                }
-            };
-        }
-        unsafe {
-            match rows {
-                1 => by_kind!(1),
-                2 => by_kind!(2),
-                3 => by_kind!(3),
-                _ => by_kind!(4),
-            }
-        }
-    }
-
-    #[inline(always)]
-    unsafe fn columns_of<const R: usize>(
-        kind: Kind,
-        data: &[u8],
-        row_bytes: usize,
-        group: [&[Act]; 4],
-        cols: Range<usize>,
-        out: &mut [f32],
-        (r0, n): (usize, usize),
-    ) {
-        unsafe {
-            for c in cols {
-                let Some(wrow) = data.get(c * row_bytes..(c + 1) * row_bytes) else {
-                    return;
-                };
-                let mut acc = [_mm256_setzero_ps(); R];
-                let mut summs = [0f32; R];
-                for (b, blk) in wrow.chunks_exact(kind.bytes()).enumerate() {
-                    let qx = weights(kind, blk);
-                    let dx = f16c_at(blk, 0);
-                    let m = if kind == Kind::Q4_1 {
-                        f16c_at(blk, 2)
-                    } else {
-                        0.0
-                    };
-                    for r in 0..R {
-                        let Some(a) = group[r].get(b) else {
-                            continue;
-                        };
-                        let qy = _mm256_loadu_si256(a.q.as_ptr().cast());
-                        if kind == Kind::Q4_1 {
-                            summs[r] = m.mul_add(a.s, summs[r]);
-                        }
-                        let scale = _mm256_set1_ps(dx * a.d);
-                        acc[r] = _mm256_fmadd_ps(scale, lanes(kind, qx, qy), acc[r]);
-                    }
-                }
-                for r in 0..R {
-                    if let Some(o) = out.get_mut((r0 + r) * n + c) {
-                        *o = hsum(acc[r]) + summs[r];
-                    }
-                }
-            }
-        }
-    }
-}
+mod avx2;
 
 /// Columns `cols` of `x · mᵀ` for the quantized rows `acts`, written into `out` (`rows × n`).
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
@@ -298,22 +142,34 @@ fn dot_columns(m: &QMatrix, acts: &[Act], cols: std::ops::Range<usize>, out: &mu
     {
         let row =
             |r: usize| &acts[(r * blocks).min(acts.len())..((r + 1) * blocks).min(acts.len())];
+        let vnni = if std::arch::is_x86_feature_detected!("avxvnni") {
+            avx2::AVX_VNNI
+        } else if std::arch::is_x86_feature_detected!("avx512vnni")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+        {
+            avx2::AVX512_VNNI
+        } else {
+            avx2::PAIRS
+        };
         for r0 in (0..rows).step_by(4) {
-            let group = [row(r0), row(r0 + 1), row(r0 + 2), row(r0 + 3)];
-            let n = (rows - r0).min(4);
-            // SAFETY: AVX2, FMA and F16C were detected just above.
-            unsafe {
-                avx2::columns(
-                    m.kind,
-                    &m.data,
-                    row_bytes,
-                    group,
-                    n,
-                    cols.clone(),
-                    out,
-                    (r0, m.n),
-                )
+            let c = avx2::Columns {
+                kind: m.kind,
+                data: &m.data,
+                row_bytes,
+                group: [row(r0), row(r0 + 1), row(r0 + 2), row(r0 + 3)],
+                rows: (rows - r0).min(4),
+                r0,
+                n: m.n,
             };
+            // SAFETY: AVX2, FMA and F16C were detected just above, and the VNNI variants'
+            // features where they are picked.
+            unsafe {
+                match vnni {
+                    avx2::AVX_VNNI => avx2::columns_avx_vnni(&c, cols.clone(), out),
+                    avx2::AVX512_VNNI => avx2::columns_avx512_vnni(&c, cols.clone(), out),
+                    _ => avx2::columns_pairs(&c, cols.clone(), out),
+                }
+            }
         }
         return;
     }
@@ -484,6 +340,91 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Each vector variant this machine has (AVX2's instruction pair, AVX-VNNI, AVX512-VNNI), for
+    /// every group size of 1 to 4 rows, gives the portable `dot`'s bits.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn every_vector_variant_equals_portable() {
+        use std::arch::is_x86_feature_detected as has;
+        type Entry = unsafe fn(&avx2::Columns, std::ops::Range<usize>, &mut [f32]);
+        let base = has!("avx2") && has!("fma") && has!("f16c");
+        let variants: [(&str, bool, Entry); 3] = [
+            ("pairs", base, avx2::columns_pairs),
+            ("avx-vnni", base && has!("avxvnni"), avx2::columns_avx_vnni),
+            (
+                "avx512-vnni",
+                base && has!("avx512vnni") && has!("avx512vl"),
+                avx2::columns_avx512_vnni,
+            ),
+        ];
+        let (n, k) = (7, 256);
+        let w: Vec<f32> = (0..n * k)
+            .map(|i| ((i * 7919 % 251) as f32 - 125.0) / 40.0)
+            .collect();
+        // Rows with one large value each: their other values quantize small, the large one to
+        // ±127, the operands that would saturate a careless sum.
+        let x: Vec<f32> = (0..4 * k)
+            .map(|i| match i % 97 {
+                0 => 900.0,
+                1 => -900.0,
+                _ => ((i * 104729 % 307) as f32 - 150.0) / 30.0,
+            })
+            .collect();
+        let blocks = k / 32;
+        let mut acts = vec![ZERO; 4 * blocks];
+        for (row, a) in x.chunks_exact(k).zip(acts.chunks_exact_mut(blocks)) {
+            quantize_row(row, a);
+        }
+        let mut ran = Vec::new();
+        for (name, available, entry) in variants {
+            if !available {
+                eprintln!("{name}: not on this machine, not checked");
+                continue;
+            }
+            ran.push(name);
+            for dtype in [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q8_0] {
+                let t = Tensor::from_vec(w.clone(), (n, k), &Device::Cpu).unwrap();
+                let q = QTensor::quantize(&t, dtype).unwrap();
+                let kind = Kind::of(dtype).unwrap();
+                let data = q.data().unwrap().to_vec();
+                let row_bytes = blocks * kind.bytes();
+                for rows in 1..=4 {
+                    let row = |r: usize| {
+                        &acts
+                            [(r * blocks).min(rows * blocks)..((r + 1) * blocks).min(rows * blocks)]
+                    };
+                    let job = avx2::Columns {
+                        kind,
+                        data: &data,
+                        row_bytes,
+                        group: [row(0), row(1), row(2), row(3)],
+                        rows,
+                        r0: 0,
+                        n,
+                    };
+                    let mut out = vec![0f32; rows * n];
+                    // SAFETY: the variant's features were detected above.
+                    unsafe { entry(&job, 0..n, &mut out) };
+                    for r in 0..rows {
+                        for c in 0..n {
+                            let want = dot(
+                                kind,
+                                &data[c * row_bytes..(c + 1) * row_bytes],
+                                &acts[r * blocks..(r + 1) * blocks],
+                            );
+                            assert_eq!(
+                                out[r * n + c].to_bits(),
+                                want.to_bits(),
+                                "{name} {dtype:?} rows {rows} [{r},{c}]"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        assert!(!ran.is_empty(), "no vector variant runs on this machine");
     }
 
     #[test]
