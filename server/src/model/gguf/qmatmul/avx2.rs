@@ -129,6 +129,13 @@ unsafe fn columns<const V: u8>(c: &Columns, cols: Range<usize>, out: &mut [f32])
     }
 }
 
+/// How far ahead of the block being read the weights are prefetched, in bytes. A decode step
+/// streams ~100 MB of weights once, from L3 or memory; the hardware prefetcher alone kept one
+/// core at ~4 GB/s (5.2 ns per Q4_1 block against 1.7 ns when the matrix sits in L2). Asking
+/// for the bytes ~6 rows ahead measured 2.3 ns per block (2048-16384 all within noise; 512
+/// half as good) and single-stream SmolLM2 decode 39 -> 67 tokens/s.
+const PREFETCH_AHEAD: usize = 2048;
+
 #[inline(always)]
 unsafe fn columns_of<const V: u8, const R: usize>(
     kind: Kind,
@@ -145,6 +152,8 @@ unsafe fn columns_of<const V: u8, const R: usize>(
             let mut acc = [_mm256_setzero_ps(); R];
             let mut summs = [0f32; R];
             for (b, blk) in wrow.chunks_exact(kind.bytes()).enumerate() {
+                // Never faults, even past the end of the matrix.
+                _mm_prefetch::<_MM_HINT_T0>(blk.as_ptr().wrapping_add(PREFETCH_AHEAD).cast());
                 let qx = weights(kind, blk);
                 let dx = f16c_at(blk, 0);
                 let m = if kind == Kind::Q4_1 {
