@@ -20,7 +20,7 @@ use half::f16;
 use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
 use multiversion::multiversion;
 
-use super::ggml::{expf, f16_round, reduce16};
+use super::ggml::{expf, f16_bits_to_f32, f16_round, reduce16};
 
 /// Shapes of one attention call.
 #[derive(Debug, Clone, Copy)]
@@ -148,12 +148,8 @@ pub fn attention(
     for g in 0..n_head_kv {
         let at = g * cap * hd;
         let span = at..at + len * hd;
-        cache.k[span.clone()]
-            .reinterpret_cast::<f16>()
-            .convert_to_f32_slice(keys);
-        cache.v[span]
-            .reinterpret_cast::<f16>()
-            .convert_to_f32_slice(values);
+        f16_bits_to_f32(&cache.k[span.clone()], keys);
+        f16_bits_to_f32(&cache.v[span], values);
         for h in g * group..(g + 1) * group {
             for i in 0..rows {
                 let visible = start + i + 1;

@@ -59,6 +59,40 @@ pub fn silu(x: f32) -> f32 {
     x / (1.0 + expf(0.0 - x))
 }
 
+/// f16 values (as their bits) widened to f32, exactly. half's slice conversion measured
+/// 0.4 ns per value here, a third of a decode step's attention time; F16C converts 8 per
+/// instruction.
+pub fn f16_bits_to_f32(src: &[u16], dst: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("f16c") && std::arch::is_x86_feature_detected!("avx") {
+        // SAFETY: F16C and AVX were detected just above.
+        unsafe { f16_bits_to_f32_f16c(src, dst) };
+        return;
+    }
+    use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
+    src.reinterpret_cast::<half::f16>()
+        .convert_to_f32_slice(dst);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx,f16c")]
+unsafe fn f16_bits_to_f32_f16c(src: &[u16], dst: &mut [f32]) {
+    use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm256_cvtph_ps, _mm256_storeu_ps};
+    assert_eq!(src.len(), dst.len(), "f16 to f32: lengths differ");
+    let mut s = src.chunks_exact(8);
+    let mut d = dst.chunks_exact_mut(8);
+    for (s, d) in (&mut s).zip(&mut d) {
+        // SAFETY: both chunks hold exactly 8 elements (16 and 32 bytes), unaligned access.
+        unsafe {
+            let h = _mm_loadu_si128(s.as_ptr().cast::<__m128i>());
+            _mm256_storeu_ps(d.as_mut_ptr(), _mm256_cvtph_ps(h));
+        }
+    }
+    for (s, d) in s.remainder().iter().zip(d.into_remainder()) {
+        *d = half::f16::from_bits(*s).to_f32();
+    }
+}
+
 /// The sum of 16 lanes in the order GCC's `_mm512_reduce_add_ps` adds them: upper half onto
 /// lower half (8), again (4), then `(r0 + r2) + (r1 + r3)`.
 #[inline(always)]
@@ -117,6 +151,21 @@ mod tests {
         assert_eq!(reduce16(&b), 1.0);
         let c: [f32; 16] = std::array::from_fn(|i| i as f32);
         assert_eq!(reduce16(&c), 120.0);
+    }
+
+    #[test]
+    fn f16_slices_widen_exactly() {
+        // Every f16 bit pattern (NaNs compared by bits class), in a length that leaves a tail.
+        let src: Vec<u16> = (0..=u16::MAX).chain(0..5).collect();
+        let mut got = vec![0f32; src.len()];
+        f16_bits_to_f32(&src, &mut got);
+        for (s, g) in src.iter().zip(&got) {
+            let want = half::f16::from_bits(*s).to_f32();
+            assert!(
+                want.to_bits() == g.to_bits() || (want.is_nan() && g.is_nan()),
+                "{s:#06x}: {g} != {want}"
+            );
+        }
     }
 
     #[test]
