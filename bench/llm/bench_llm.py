@@ -1,4 +1,4 @@
-"""sconce-server vs llama.cpp's server on one GGUF: single-stream decode tokens/s, time to first
+"""sconce-server vs llama.cpp's llama-server on one GGUF: single-stream decode tokens/s, time to first
 token (p50) for a ~200-token prompt, aggregate tokens/s over 8 concurrent streams, RSS and CPU.
 
 Both get the same requests on /v1/completions (raw prompts, so no chat template differs),
@@ -13,7 +13,6 @@ import os
 import socket
 import statistics
 import subprocess
-import sys
 import threading
 import time
 
@@ -153,9 +152,21 @@ def measure(server, repeats):
     return res
 
 
+def llama_setup(log):
+    """What llama-server reports choosing: its thread pool and its slots."""
+    found = []
+    with open(log, errors="replace") as f:
+        for line in f:
+            for key in ("n_threads = ", "n_slots = "):
+                if key in line:
+                    found.append(key + line.split(key, 1)[1].strip())
+    return "; ".join(found) or "thread and slot counts not found in its log"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sconce", required=True)
+    ap.add_argument("--llama-server", required=True)
     ap.add_argument("--model-dir", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--repeats", type=int, default=int(os.environ.get("BENCH_REPEATS", "3")))
@@ -163,6 +174,7 @@ def main():
     gguf = [f for f in os.listdir(a.model_dir) if f.endswith(".gguf")][0]
     model = os.path.join(a.model_dir, gguf)
     llama_threads = os.environ.get("BENCH_LLAMA_THREADS")
+    llama_slots = os.environ.get("BENCH_LLAMA_SLOTS", "8")
     print(f"machine: nproc {os.cpu_count()}, load {os.getloadavg()}; model {gguf}; repeats {a.repeats}", flush=True)
     results = {}
 
@@ -178,10 +190,12 @@ def main():
     run("sconce-server", [a.sconce, "--format", "gguf", "--model-dir", a.model_dir, "--model-name", "smol",
                           "--host", "127.0.0.1", "--port", str(port)], port, "/v2/health/ready", "sconce.log")
     port = free_port()
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", model, "--host", "127.0.0.1", "--port", str(port)]
+    # One slot per stream (-np 8): llama-server decodes all slots together in one batch per step.
+    cmd = [a.llama_server, "-m", model, "--host", "127.0.0.1", "--port", str(port), "-np", llama_slots]
     if llama_threads:
-        cmd += ["--n_threads", llama_threads]
-    run("llama.cpp", cmd, port, "/v1/models", "llama.log")
+        cmd += ["-t", llama_threads]
+    run("llama.cpp", cmd, port, "/health", "llama.log")
+    setup = llama_setup(os.path.join(a.out, "llama.log"))
     with open(os.path.join(a.out, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
 
@@ -203,8 +217,8 @@ def main():
         f"single-stream decode, sconce / llama.cpp   {r1:5.2f}x  target >= 1.0x  {verdict(r1 >= 1.0)}",
         f"8 streams aggregate, sconce / llama.cpp    {r8:5.2f}x  target >= 1.0x  {verdict(r8 >= 1.0)}",
         f"TTFT p50, sconce / llama.cpp               {rt:5.2f}x  target <= 1.0x  {verdict(rt <= 1.0)}",
-        f"llama.cpp: llama_cpp.server defaults (n_threads {llama_threads or '1 (default)'}, n_threads_batch 2, "
-        f"n_ctx 2048, requests served one at a time); load at end {os.getloadavg()}",
+        f"llama.cpp: llama-server -np {llama_slots}{' -t ' + llama_threads if llama_threads else ''}, "
+        f"otherwise its defaults ({setup}); load at end {os.getloadavg()}",
     ]
     report = "\n".join(lines)
     print(report)
