@@ -20,7 +20,10 @@ use half::f16;
 use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
 use multiversion::multiversion;
 
+use std::ops::Range;
+
 use super::ggml::{expf, f16_bits_to_f32, f16_round, reduce16};
+use super::ops::SharedOut;
 
 /// Shapes of one attention call.
 #[derive(Debug, Clone, Copy)]
@@ -111,6 +114,12 @@ pub struct Scratch {
     lanes: Vec<f32>,
 }
 
+/// Steps with at least this many query rows of one sequence (a prompt chunk) split its heads
+/// over candle's thread pool; a decoding sequence's single row stays on the model thread, where
+/// the pool's barrier would cost more than the work (see `qmatmul::PARALLEL_MIN_ROWS`).
+/// Attention is ~a fifth of a 200-token prefill, and ran on one core.
+const PARALLEL_MIN_ROWS: usize = 16;
+
 /// Attention of `n` query rows at positions `start .. start + n` over `cache` (which already
 /// holds positions `0 .. start + n`), its products in `kernel`'s order. `q` is
 /// `[n × n_head·head_dim]`; query head `h` reads key/value head `h / (n_head / n_head_kv)`.
@@ -122,6 +131,46 @@ pub fn attention(
     heads: Heads,
     kernel: Kernel,
     out: &mut [f32],
+    scratch: &mut Scratch,
+) {
+    let rows = q.len() / (heads.n_head * heads.head_dim);
+    assert_eq!(
+        out.len(),
+        q.len(),
+        "attention output and queries differ in size"
+    );
+    let shared = SharedOut::new(out);
+    if rows < PARALLEL_MIN_ROWS {
+        attend_heads(
+            q,
+            cache,
+            start,
+            heads,
+            kernel,
+            0..heads.n_head,
+            shared,
+            scratch,
+        );
+        return;
+    }
+    // Each worker takes whole heads (each head's rows are written by that worker alone) and
+    // widens its heads' keys and values itself.
+    candle_core::utils::barrier_pool().execute_chunked(heads.n_head, |range| {
+        let mut scratch = Scratch::default();
+        attend_heads(q, cache, start, heads, kernel, range, shared, &mut scratch);
+    });
+}
+
+/// [`attention`] for query heads `hs` only: writes their `head_dim`-wide parts of `out`'s rows.
+#[allow(clippy::too_many_arguments)]
+fn attend_heads(
+    q: &[f32],
+    cache: &KvLayer,
+    start: usize,
+    heads: Heads,
+    kernel: Kernel,
+    hs: Range<usize>,
+    out: SharedOut,
     scratch: &mut Scratch,
 ) {
     let Heads {
@@ -145,28 +194,28 @@ pub fn attention(
     keys.resize(len * hd, 0.0);
     values.resize(len * hd, 0.0);
     query.resize(hd, 0.0);
-    for g in 0..n_head_kv {
-        let at = g * cap * hd;
-        let span = at..at + len * hd;
-        f16_bits_to_f32(&cache.k[span.clone()], keys);
-        f16_bits_to_f32(&cache.v[span], values);
-        for h in g * group..(g + 1) * group {
-            for i in 0..rows {
-                let visible = start + i + 1;
-                for (r, x) in query.iter_mut().zip(&q[i * q_dim + h * hd..][..hd]) {
-                    *r = f16_round(*x);
-                }
-                scores.resize(visible, 0.0);
-                key_scores(kernel.for_inner(hd), query, &keys[..visible * hd], scores);
-                softmax_f16(scores, scale);
-                weighted_values(
-                    kernel,
-                    scores,
-                    &values[..visible * hd],
-                    &mut out[i * q_dim + h * hd..][..hd],
-                    lanes,
-                );
+    let mut widened = None;
+    for h in hs {
+        let g = h / group;
+        if widened != Some(g) {
+            let at = g * cap * hd;
+            let span = at..at + len * hd;
+            f16_bits_to_f32(&cache.k[span.clone()], keys);
+            f16_bits_to_f32(&cache.v[span], values);
+            widened = Some(g);
+        }
+        for i in 0..rows {
+            let visible = start + i + 1;
+            for (r, x) in query.iter_mut().zip(&q[i * q_dim + h * hd..][..hd]) {
+                *r = f16_round(*x);
             }
+            scores.resize(visible, 0.0);
+            key_scores(kernel.for_inner(hd), query, &keys[..visible * hd], scores);
+            softmax_f16(scores, scale);
+            // SAFETY: row `i`'s head `h` is written here only: heads are split between
+            // callers and each visits its rows one at a time; `out` outlives the call.
+            let dst = unsafe { out.part(i * q_dim + h * hd, hd) };
+            weighted_values(kernel, scores, &values[..visible * hd], dst, lanes);
         }
     }
 }
@@ -366,6 +415,52 @@ mod tests {
                         assert!((f64::from(got) - want).abs() < 2e-3, "{got} vs {want}");
                     }
                 }
+            }
+        }
+    }
+
+    /// A prompt chunk long enough to split its heads over the pool gives the bits of one thread
+    /// doing every head (SmolLM2's grouping: 9 query heads over 3 key/value heads).
+    #[test]
+    fn heads_split_over_the_pool_match_one_thread() {
+        let hd = 64;
+        let h = heads(9, 3, hd);
+        let f = |i: usize| ((i * 37 % 113) as f32 - 56.0) / 40.0 + (i % 7) as f32 / 1000.0;
+        let (start, rows) = (5usize, PARALLEL_MIN_ROWS + 9);
+        let total = start + rows;
+        let mut cache = KvLayer::new(h, total + 3);
+        for t in 0..total {
+            let k: Vec<f32> = (0..3 * hd).map(|i| f(t * 3 * hd + i)).collect();
+            let v: Vec<f32> = (0..3 * hd).map(|i| f(t * 3 * hd + i + 11)).collect();
+            cache.store(h, t, &k, &v);
+        }
+        let q: Vec<f32> = (0..rows * 9 * hd).map(|i| f(i + 3) / 8.0).collect();
+        for kernel in [Kernel::VecDot, Kernel::TinyBlas] {
+            let mut split = vec![0f32; q.len()];
+            attention(
+                &q,
+                &cache,
+                start,
+                h,
+                kernel,
+                &mut split,
+                &mut Scratch::default(),
+            );
+            let mut one = vec![0f32; q.len()];
+            let whole = SharedOut::new(&mut one);
+            attend_heads(
+                &q,
+                &cache,
+                start,
+                h,
+                kernel,
+                0..9,
+                whole,
+                &mut Scratch::default(),
+            );
+            assert!(split.iter().any(|x| *x != 0.0));
+            for (at, (a, b)) in split.iter().zip(&one).enumerate() {
+                assert_eq!(a.to_bits(), b.to_bits(), "{kernel:?} element {at}");
             }
         }
     }

@@ -7,6 +7,42 @@ use multiversion::multiversion;
 
 use super::ggml;
 
+/// An output buffer that pool workers fill in disjoint parts. Each part is borrowed on its own
+/// (`part`), so no two workers ever hold overlapping `&mut` slices.
+#[derive(Clone, Copy)]
+pub struct SharedOut {
+    ptr: *mut f32,
+    len: usize,
+}
+
+// SAFETY: only the disjoint parts callers promise in `part` are written through it.
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    pub fn new(out: &mut [f32]) -> Self {
+        SharedOut {
+            ptr: out.as_mut_ptr(),
+            len: out.len(),
+        }
+    }
+
+    /// `out[at..at + len]`; panics outside the buffer.
+    ///
+    /// # Safety
+    /// The buffer outlives the returned slice, and no other live borrow (from another worker
+    /// or this one) overlaps it.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn part(&self, at: usize, len: usize) -> &mut [f32] {
+        assert!(
+            at <= self.len && len <= self.len - at,
+            "part outside the buffer"
+        );
+        // SAFETY: in bounds (checked above); exclusivity is the caller's promise.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(at), len) }
+    }
+}
+
 /// `out[r] = x[r] / rms(x[r]) * weight` for each `weight.len()`-wide row. As ggml: squares in
 /// f32, summed in order in f64.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]

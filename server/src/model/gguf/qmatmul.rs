@@ -151,16 +151,25 @@ fn dot_columns(m: &QMatrix, acts: &[Act], cols: std::ops::Range<usize>, out: &mu
         } else {
             avx2::PAIRS
         };
-        for r0 in (0..rows).step_by(4) {
+        let mut r0 = 0;
+        while r0 < rows {
+            // Eight rows per pass while eight remain, then the rest (1 to 4 at a time): the
+            // kernel is compiled for those counts only.
+            let take = if rows - r0 >= avx2::GROUP {
+                avx2::GROUP
+            } else {
+                (rows - r0).min(4)
+            };
             let c = avx2::Columns {
                 kind: m.kind,
                 data: &m.data,
                 row_bytes,
-                group: [row(r0), row(r0 + 1), row(r0 + 2), row(r0 + 3)],
-                rows: (rows - r0).min(4),
+                group: std::array::from_fn(|i| row(r0 + i)),
+                rows: take,
                 r0,
                 n: m.n,
             };
+            r0 += take;
             // SAFETY: AVX2, FMA and F16C were detected just above, and the VNNI variants'
             // features where they are picked.
             unsafe {
@@ -306,7 +315,8 @@ mod tests {
         {
             return;
         }
-        let (n, k, rows) = (5, 128, 6);
+        // 13 rows: a pass of 8, one of 4, one of 1.
+        let (n, k, rows) = (5, 128, 13);
         let w: Vec<f32> = (0..n * k)
             .map(|i| ((i * 7919 % 251) as f32 - 125.0) / 40.0)
             .collect();
@@ -343,7 +353,8 @@ mod tests {
     }
 
     /// Each vector variant this machine has (AVX2's instruction pair, AVX-VNNI, AVX512-VNNI), for
-    /// every group size of 1 to 4 rows, gives the portable `dot`'s bits.
+    /// every group size the kernel is compiled for (1 to 4 rows, and 8), gives the portable `dot`'s
+    /// bits.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn every_vector_variant_equals_portable() {
@@ -365,7 +376,7 @@ mod tests {
             .collect();
         // Rows with one large value each: their other values quantize small, the large one to
         // ±127, the operands that would saturate a careless sum.
-        let x: Vec<f32> = (0..4 * k)
+        let x: Vec<f32> = (0..avx2::GROUP * k)
             .map(|i| match i % 97 {
                 0 => 900.0,
                 1 => -900.0,
@@ -373,7 +384,7 @@ mod tests {
             })
             .collect();
         let blocks = k / 32;
-        let mut acts = vec![ZERO; 4 * blocks];
+        let mut acts = vec![ZERO; avx2::GROUP * blocks];
         for (row, a) in x.chunks_exact(k).zip(acts.chunks_exact_mut(blocks)) {
             quantize_row(row, a);
         }
@@ -390,7 +401,7 @@ mod tests {
                 let kind = Kind::of(dtype).unwrap();
                 let data = q.data().unwrap().to_vec();
                 let row_bytes = blocks * kind.bytes();
-                for rows in 1..=4 {
+                for rows in [1, 2, 3, 4, avx2::GROUP] {
                     let row = |r: usize| {
                         &acts
                             [(r * blocks).min(rows * blocks)..((r + 1) * blocks).min(rows * blocks)]
@@ -399,7 +410,7 @@ mod tests {
                         kind,
                         data: &data,
                         row_bytes,
-                        group: [row(0), row(1), row(2), row(3)],
+                        group: std::array::from_fn(row),
                         rows,
                         r0: 0,
                         n,
