@@ -8,13 +8,13 @@ backend, and with `:all:` compiling cmake from source); the benchmark wants only
 import hashlib
 import json
 import sys
+import time
 import urllib.request
 
 INDEX = "https://pypi.org/simple/{}/"
 
 
-def main():
-    project, version, dest = sys.argv[1:4]
+def fetch(project, version, dest):
     req = urllib.request.Request(
         INDEX.format(project), headers={"Accept": "application/vnd.pypi.simple.v1+json"}
     )
@@ -31,8 +31,21 @@ def main():
             digest.update(chunk)
             out.write(chunk)
     if digest.hexdigest() != want:
-        sys.exit(f"fetch_sdist: {name} has sha256 {digest.hexdigest()}, the index says {want}")
+        raise OSError(f"{name} has sha256 {digest.hexdigest()}, the index says {want}")
     print(f"fetch_sdist: {name} ({want[:12]}...)", file=sys.stderr)
+
+
+def main():
+    project, version, dest = sys.argv[1:4]
+    # Network errors and a truncated download are retried, as pip retries: a CI run should not
+    # fail on one dropped connection.
+    for attempt in range(1, 4):
+        try:
+            return fetch(project, version, dest)
+        except OSError as e:
+            print(f"fetch_sdist: attempt {attempt}: {e}", file=sys.stderr)
+            time.sleep(5 * attempt)
+    sys.exit("fetch_sdist: giving up after 3 attempts")
 
 
 if __name__ == "__main__":

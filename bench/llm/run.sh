@@ -48,6 +48,8 @@ if [ ! -x "$LLAMA_SERVER" ] || [ "$(cat "$LLAMA_DIR/.stamp" 2>/dev/null)" != "$s
   "$LLAMA_DIR/tools/bin/ninja" -C "$LLAMA_DIR/build" -j "${CMAKE_BUILD_PARALLEL_LEVEL:-2}" \
     llama-server >"$LLAMA_DIR/build.log"
   echo "$stamp" >"$LLAMA_DIR/.stamp"
+  # The binary is static: the source, the archive and the build tools (~400 MB) are not needed.
+  rm -rf "$LLAMA_DIR/sdist.tar.gz" "$LLAMA_DIR/llama_cpp_python-$LLAMA_CPP_PYTHON" "$LLAMA_DIR/tools"
 fi
 MODEL_DIR=$(bash hack/fetch-smollm2.sh | tail -1)
 if [ -z "${SCONCE_BIN:-}" ]; then
