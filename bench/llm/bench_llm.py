@@ -1,5 +1,6 @@
-"""sconce-server vs llama.cpp's llama-server on one GGUF: single-stream decode tokens/s, time to first
-token (p50) for a ~200-token prompt, aggregate tokens/s over 8 concurrent streams, RSS and CPU.
+"""sconce-server vs llama.cpp's llama-server on one GGUF: single-stream decode tokens/s, time to
+first token (p50) for a ~200-token prompt, aggregate tokens/s over 8 concurrent streams, RSS and
+CPU.
 
 Both get the same requests on /v1/completions (raw prompts, so no chat template differs),
 streamed, greedy; one server runs at a time; each phase alternates nothing but is repeated

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Text generation benchmark: sconce-server (--format gguf) against llama.cpp's own server
 # (`llama-server`, with parallel slots and continuous batching) on the same GGUF
-# (SmolLM2-135M-Instruct Q4_1), on loopback, one server at a time. Not part of CI.
+# (SmolLM2-135M-Instruct Q4_1), on loopback, one server at a time. .ci/run runs it after the
+# tests and does not fail on its verdicts.
 #
 #   bash bench/llm/run.sh                          # ~5 minutes once llama-server is built
 #   BENCH_LLAMA_THREADS=2 bash bench/llm/run.sh    # llama-server with -t 2 instead of its default

@@ -35,12 +35,6 @@ unsafe fn weights(kind: Kind, blk: &[u8]) -> __m256i {
 /// operands: at most 2 · 15 · 127 for Q4_1 and 2 · 128 · 127 otherwise), so every variant
 /// gives the same floats.
 pub const PAIRS: u8 = 0;
-/// The most activation rows one pass over the weights carries. Each block's weights are widened
-/// once per pass, and a batched decode step reads each matrix once per pass: with 8 rows, a
-/// 200-token prefill widens each block 25 times instead of 50, and 8 streams' decode step reads
-/// the weights once. AVX-512's 32 vector registers hold the 8 accumulators; with AVX2's 16 the
-/// row sums spill to L1, which still measured faster than two passes.
-pub const GROUP: usize = 8;
 pub const AVX_VNNI: u8 = 1;
 pub const AVX512_VNNI: u8 = 2;
 
@@ -82,6 +76,13 @@ unsafe fn f16c_at(blk: &[u8], at: usize) -> f32 {
         _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits)))
     }
 }
+
+/// The most activation rows one pass over the weights carries. Each block's weights are widened
+/// once per pass, and a batched decode step reads each matrix once per pass: with 8 rows, a
+/// 200-token prefill widens each block 25 times instead of 50, and 8 streams' decode step reads
+/// the weights once. Measured only with the AVX512-VNNI variant (32 vector registers hold the 8
+/// accumulators); with AVX2's 16 registers the row sums may spill, not measured.
+pub const GROUP: usize = 8;
 
 /// Columns `cols` of the product for the first `rows` (1 to 4, or 8) activation rows of `group`,
 /// written to rows `r0..` of `out` (rows of length `n`). Each weight block is read and
